@@ -1,0 +1,270 @@
+"""Django settings, read from the environment.
+
+Safe by default: with nothing set, Marelle behaves as production and refuses to start
+without a real SECRET_KEY. `./dev run` and `./dev test` set MARELLE_ENV to
+"development" / "test", which supplies defaults that just work on a developer machine.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent
+REPO_DIR = BASE_DIR.parent.parent
+
+ENVIRONMENTS = ("production", "development", "test")
+MARELLE_ENV = os.environ.get("MARELLE_ENV", "production")
+if MARELLE_ENV not in ENVIRONMENTS:
+    raise ImproperlyConfigured(
+        f"MARELLE_ENV={MARELLE_ENV!r} is not one of {', '.join(ENVIRONMENTS)}."
+    )
+IS_PRODUCTION = MARELLE_ENV == "production"
+
+# Marks every secret that is only fit for a laptop; production refuses to run with it.
+DEV_SECRET_PREFIX = "dev-insecure-"
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use true/false).")
+
+
+DEBUG = env_bool("DEBUG", MARELLE_ENV == "development")
+SECRET_KEY = os.environ.get("SECRET_KEY") or (
+    "" if IS_PRODUCTION else DEV_SECRET_PREFIX + "not-for-production"
+)
+PLATFORM_DOMAIN = os.environ.get(
+    "PLATFORM_DOMAIN", "marelle.test" if MARELLE_ENV == "test" else "localhost"
+).lower()
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marelle")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15" if MARELLE_ENV == "test" else "")
+
+
+def production_settings_errors(*, debug: bool, secret_key: str) -> list[str]:
+    """What makes these settings unfit for production (empty list: fit)."""
+    errors = []
+    if debug:
+        errors.append("DEBUG must be off in production.")
+    if not secret_key:
+        errors.append("SECRET_KEY is not set.")
+    elif secret_key.startswith(DEV_SECRET_PREFIX) or len(secret_key) < 40:
+        errors.append("SECRET_KEY is a development key or shorter than 40 characters.")
+    return errors
+
+
+if IS_PRODUCTION:
+    _errors = production_settings_errors(debug=DEBUG, secret_key=SECRET_KEY)
+    if _errors:
+        raise ImproperlyConfigured(
+            "Refusing to start in production (MARELLE_ENV=production): "
+            + " ".join(_errors)
+            + " Set MARELLE_ENV=development on a developer machine."
+        )
+
+# The tenant middleware is the host allow-list: a Host header that matches no Domain row
+# gets a 404 before any view runs. Extra domains come from the communes' YAML at runtime,
+# so a static list here could not know them.
+ALLOWED_HOSTS = ["*"]
+
+# --- Applications: the split between public and tenant schemas is deliberate and reviewed.
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "django.contrib.contenttypes",
+    # auth and sessions are in both lists: the public schema holds platform operators,
+    # each commune schema holds its own families and staff (one e-mail, two communes:
+    # two accounts, two sessions).
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "marelle.core",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "marelle.catalog",
+    "marelle.portal",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Commune"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+PUBLIC_SCHEMA_URLCONF = "marelle.urls_public"
+ROOT_URLCONF = "marelle.urls_tenant"
+SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
+# TENANT_LIMIT_SET_CALLS stays off: it caches search_path and can leave a query on another
+# tenant's schema after a savepoint rollback (django-tenants#1262).
+
+MIDDLEWARE = [
+    "tenants.middleware.CommuneMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "marelle.core.context_processors.commune",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "marelle.wsgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=60, conn_health_checks=True
+    )
+}
+# Schema-per-tenant needs the django-tenants backend whatever the URL scheme says.
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Every key carries the schema name: one commune never reads another's cache.
+            "KEY_FUNCTION": "django_tenants.cache.make_key",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "KEY_FUNCTION": "django_tenants.cache.make_key",
+        }
+    }
+
+# Sessions live in each schema's own table; the cookie is host-only (no parent domain), so
+# a cookie set by one commune is never sent to, nor valid on, another.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_DOMAIN = None
+CSRF_COOKIE_DOMAIN = None
+SESSION_COOKIE_SECURE = IS_PRODUCTION
+CSRF_COOKIE_SECURE = IS_PRODUCTION
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if IS_PRODUCTION else None
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+if MARELLE_ENV == "test":
+    # Hashing speed is not what tests check; Argon2 is still listed for stored hashes.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "fr"
+LANGUAGES = [("fr", "Français")]
+TIME_ZONE = "Europe/Paris"
+USE_I18N = True
+USE_TZ = True
+LOCALE_PATHS = [BASE_DIR / "locale"]
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", REPO_DIR / "staticfiles"))
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", REPO_DIR / ".data" / "media"))
+# Each commune's uploads go under MEDIA_ROOT/<schema_name>/.
+MULTITENANT_RELATIVE_MEDIA_ROOT = "%s"
+STORAGES = {
+    "default": {"BACKEND": "django_tenants.files.storage.TenantFileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if IS_PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if IS_PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", f"Marelle <ne-pas-repondre@{PLATFORM_DOMAIN}>")
+
+# --- Celery: tenant-schemas-celery puts the caller's schema in each task's headers.
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+# Without a broker (the embedded demo) tasks run in the caller's process, same schema.
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Marelle API",
+    "DESCRIPTION": "API du portail famille Marelle (par commune).",
+    "VERSION": "0.1.0",
+}
+
+# Where `communes sync` reads from by default, and the published JSON Schema.
+COMMUNES_CONFIG_DIR = Path(os.environ.get("COMMUNES_CONFIG_DIR", REPO_DIR / "config" / "communes"))
+
+# Plugins come from the "marelle.plugins" entry-point group. Tests switch autoload off and
+# name the plugin modules to register instead, so a run does not depend on what else
+# happens to be installed in the virtualenv.
+MARELLE_PLUGIN_AUTOLOAD = env_bool("MARELLE_PLUGIN_AUTOLOAD", True)
+MARELLE_PLUGINS = [m for m in os.environ.get("MARELLE_PLUGINS", "").split(",") if m]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

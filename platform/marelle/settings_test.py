@@ -1,0 +1,11 @@
+"""Settings for the test suite: the test environment with explicitly registered plugins."""
+
+import os
+
+os.environ.setdefault("MARELLE_ENV", "test")
+os.environ.setdefault("MARELLE_PLUGIN_AUTOLOAD", "false")
+os.environ.setdefault(
+    "MARELLE_PLUGINS", "marelle_payfip.plugin,marelle_stripe.plugin,marelle_tresor_public.plugin"
+)
+
+from marelle.settings import *  # noqa: E402,F403
