@@ -1,0 +1,104 @@
+"""`./dev run`: a working portal on this machine, whatever services it has.
+
+Database: DATABASE_URL if given; else the local PostgreSQL on 127.0.0.1:5432 if it
+answers; else an embedded PostgreSQL (pgserver, from PyPI) in .data/pgserver.
+Redis: REDIS_URL if given; else 127.0.0.1:6379 if it answers; else none (tasks run
+eagerly, in-process cache). Then migrations, `communes sync config/communes/`, demo
+families, and the development server on port 8000 (PORT to change it).
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parent.parent
+MANAGE = [sys.executable, str(REPO / "platform" / "manage.py")]
+
+
+def say(message: str) -> None:
+    print(f"» {message}", flush=True)
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def local_postgres_url() -> str | None:
+    if not port_open("127.0.0.1", 5432):
+        return None
+    import psycopg
+
+    name = os.environ.get("MARELLE_DB_NAME", "marelle")
+    try:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True,
+                             connect_timeout=3) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        say(f"PostgreSQL local présent mais inutilisable ({exc}); base embarquée à la place")
+        return None
+    return f"postgres://postgres@127.0.0.1:5432/{name}"
+
+
+def embedded_postgres_url():
+    import pgserver
+
+    datadir = REPO / ".data" / "pgserver"
+    datadir.mkdir(parents=True, exist_ok=True)
+    say(f"PostgreSQL embarqué (pgserver) dans {datadir}")
+    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    server.psql("SELECT 1")
+    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'marelle';")
+    if "1 row" not in exists:
+        server.psql('CREATE DATABASE "marelle";')
+    socket_dir = server.get_uri().split("host=")[-1].split("&")[0]
+    return server, f"postgres://postgres@{quote(socket_dir, safe='')}/marelle"
+
+
+def main() -> int:
+    os.environ.setdefault("MARELLE_ENV", "development")
+    server = None
+    if not os.environ.get("DATABASE_URL"):
+        url = local_postgres_url()
+        if url is None:
+            server, url = embedded_postgres_url()
+        os.environ["DATABASE_URL"] = url
+    say(f"Base de données : {os.environ['DATABASE_URL']}")
+    if "REDIS_URL" not in os.environ and port_open("127.0.0.1", 6379):
+        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    say(f"Redis : {os.environ.get('REDIS_URL') or 'aucun (tâches exécutées immédiatement)'}")
+
+    steps = [
+        ("Migrations du schéma public", ["migrate_schemas", "--shared", "-v", "0"]),
+        ("Migrations des communes existantes", ["migrate_schemas", "--tenant", "-v", "0"]),
+        ("Synchronisation des communes (config/communes/)", ["communes", "sync", str(REPO / "config" / "communes")]),
+        ("Familles et comptes de démonstration", ["demo", "seed"]),
+        ("Fichiers statiques", ["collectstatic", "--noinput", "-v", "0"]),
+    ]
+    for title, args in steps:
+        say(title)
+        subprocess.run([*MANAGE, *args], check=True)
+
+    port = os.environ.get("PORT", "8000")
+    say(f"Portail prêt : http://localhost:{port}/ (opérateurs : /admin/)")
+    for slug in sorted(p.stem for p in (REPO / "config" / "communes").glob("*.yaml")):
+        print(f"   http://{slug}.localhost:{port}/", flush=True)
+    try:
+        return subprocess.call([*MANAGE, "runserver", f"0.0.0.0:{port}", "--noreload"])
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server is not None:
+            server.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
