@@ -36,7 +36,7 @@ _FORMS = [
 ]
 
 # For editors (JSON Schema) and for the error message.
-DEADLINE_PATTERN = "|".join(f"({rx.pattern})" for _, rx in _FORMS)
+DEADLINE_PATTERN = re.sub(r"\(\?P<\w+>", "(", "|".join(f"({rx.pattern})" for _, rx in _FORMS))
 DEADLINE_HELP = (
     "formats acceptés : « S-1 jeudi 12:00 », « J-1 23:59 », « J-2 ouvrés 18:00 », "
     "« H-48 », « M-1 le 20 12:00 »"

@@ -111,7 +111,12 @@ class _Builder(yaml.constructor.SafeConstructor):
                 return node.value
             if node.tag == "tag:yaml.org,2002:bool" and node.value.lower() not in ("true", "false"):
                 return node.value
-        return self.construct_object(node, deep=True)
+        try:
+            return self.construct_object(node, deep=True)
+        except ValueError:
+            # e.g. 2026-02-30 looks like a date to YAML but is none: keep the text and let
+            # the schema say "date invalide" at the right key.
+            return node.value
 
 
 def load_yaml(text: str, filename: str) -> tuple[object, SourceMap]:
