@@ -74,7 +74,7 @@ def build_registry(
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(
-            f"Plugin « {exc.plugin_name} »: {exc}. Hook names are listed in "
+            f"Plugin « {pm.get_name(exc.plugin) or exc.plugin} »: {exc}. Hook names are listed in "
             "marelle.plugin_api.hookspecs."
         ) from exc
 
