@@ -87,6 +87,15 @@ def main() -> int:
         say(title)
         subprocess.run([*MANAGE, *args], check=True)
 
+    worker = None
+    if os.environ.get("REDIS_URL"):
+        say("Worker Celery (tâches en arrière-plan)")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "marelle", "worker", "--pool=threads",
+             "--concurrency=2", "--loglevel=WARNING"],
+            cwd=REPO / "platform",
+        )
+
     port = os.environ.get("PORT", "8000")
     say(f"Portail prêt : http://localhost:{port}/ (opérateurs : /admin/)")
     for slug in sorted(p.stem for p in (REPO / "config" / "communes").glob("*.yaml")):
@@ -96,6 +105,9 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
         if server is not None:
             server.cleanup()
 
