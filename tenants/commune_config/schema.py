@@ -141,13 +141,24 @@ class PaymentConfig(Strict):
 
 
 class PaymentWindow(Strict):
-    from_day: Annotated[int, Field(ge=1, le=31)]
-    to_day: Annotated[int, Field(ge=1, le=31)]
+    """Either days of every month (from_day/to_day) or a span of dates (from_date/to_date)."""
+
+    from_day: Annotated[int, Field(ge=1, le=31)] | None = None
+    to_day: Annotated[int, Field(ge=1, le=31)] | None = None
+    from_date: date | None = None
+    to_date: date | None = None
 
     @model_validator(mode="after")
-    def _ordered(self):
-        if self.to_day < self.from_day:
+    def _one_form(self):
+        days = self.from_day is not None and self.to_day is not None
+        dates = self.from_date is not None and self.to_date is not None
+        loose = [self.from_day, self.to_day, self.from_date, self.to_date].count(None) not in (2,)
+        if days == dates or loose:
+            raise ValueError("fenêtre de paiement : indiquer from_day et to_day, ou from_date et to_date")
+        if days and self.to_day < self.from_day:
             raise ValueError("to_day doit être postérieur ou égal à from_day")
+        if dates and self.to_date < self.from_date:
+            raise ValueError("to_date doit être postérieure ou égale à from_date")
         return self
 
 
@@ -155,13 +166,16 @@ class Invoicing(Strict):
     frequency: Literal["monthly", "per_period"] = "monthly"
     issue_day: Annotated[int, Field(ge=1, le=28)] = 5
     due_days: Annotated[int, Field(ge=1, le=90)] = 30
+    due_before_period_start: bool = Field(
+        False, description="Factures par période payables avant le début de la période (ALSH vacances)")
 
 
 class Regie(Strict):
     code: Code
     label: Label
     invoice_prefix: Annotated[str, Field(pattern=r"^[A-Z0-9]{1,8}$")]
-    payment: PaymentConfig
+    payment: PaymentConfig | None = Field(
+        None, description="Absent : payable seulement auprès de la régie (guichet), pas en ligne")
     online_payment_windows: list[PaymentWindow] = Field(
         [], description="Jours du mois où le paiement en ligne est ouvert ; vide : toujours")
     invoicing: Invoicing = Invoicing()
@@ -249,6 +263,8 @@ class Unit(Strict):
     end: time | None = None
     step_minutes: Annotated[int, Field(ge=5, le=120)] = Field(
         15, description="Pas des horaires réservables (unités time_range)")
+    weekdays: list[Weekday] | None = Field(
+        None, description="Jours où l'unité existe, parmi ceux du service ; absent : tous")
 
     @model_validator(mode="after")
     def _times(self):
@@ -297,6 +313,8 @@ class BookingRules(Strict):
 
 class Price(Strict):
     unit: Code
+    per: Literal["booking", "hour"] = Field(
+        "booking", description="booking : prix par réservation ; hour : prix horaire (unités time_range)")
     amount_cents: Cents | None = None
     by_quotient: dict[Code, Cents] | None = Field(
         None, description="Prix par tranche de quotient familial (code de tranche : centimes)")

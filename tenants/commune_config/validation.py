@@ -293,6 +293,14 @@ def _reference_errors(data: dict, error) -> list[ConfigError]:
         for key in ("establishments", "periods", "units"):
             out += _duplicate_code_errors(service, key, base, error)
         units = _codes(service, "units")
+        opening = service.get("opening") if isinstance(service.get("opening"), dict) else {}
+        open_days = opening.get("weekdays") if isinstance(opening.get("weekdays"), list) else None
+        unit_kinds = {u.get("code"): u.get("kind") for _, u in _items(service, "units")}
+        for u, unit in _items(service, "units"):
+            for d, day in enumerate(unit.get("weekdays") or []):
+                if open_days is not None and isinstance(day, str) and day not in open_days:
+                    out.append(error((*base, "units", u, "weekdays", d),
+                                     f"« {day} » n'est pas un jour d'ouverture du service ({', '.join(map(str, open_days))})"))
         enrolment = service.get("enrolment") if isinstance(service.get("enrolment"), dict) else {}
         for j, document in enumerate(enrolment.get("required_documents") or []):
             if isinstance(document, str) and document not in documents:
@@ -314,6 +322,9 @@ def _reference_errors(data: dict, error) -> list[ConfigError]:
                 elif unit in priced:
                     out.append(error((*base, "pricing", "prices", p, "unit"), f"l'unité « {unit} » a déjà un prix"))
                 priced.add(unit)
+                if price.get("per") == "hour" and unit_kinds.get(unit) not in (None, "time_range"):
+                    out.append(error((*base, "pricing", "prices", p, "per"),
+                                     f"prix horaire réservé aux unités time_range (« {unit} » est {unit_kinds.get(unit)})"))
             by_quotient = price.get("by_quotient")
             if isinstance(by_quotient, dict):
                 if not brackets:

@@ -283,3 +283,26 @@ def test_json_schema_refuses_an_unknown_key():
     schema = json.loads((ROOT / "config" / "schema" / "commune.schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError, match="servises"):
         jsonschema.validate({"slug": "x", "servises": []}, schema)
+
+
+def test_regie_without_payment_plugin_is_paid_at_the_desk():
+    text = mutate(ALPHA, '    payment:\n      plugin: payfip\n      settings:\n        numcli: "123456"\n', "")
+    loaded, errors = validate_text(text, "alpha.yaml", expected_slug="alpha")
+    assert errors == [] and loaded.config.regies[0].payment is None
+
+
+def test_payment_window_needs_one_complete_form():
+    text = mutate(ALPHA, "    invoice_prefix: SCO", "    invoice_prefix: SCO\n    online_payment_windows:\n      - {from_day: 1, to_date: 2027-01-10}")
+    error = find(errors_of(text), "indiquer from_day et to_day, ou from_date et to_date")
+    assert error.path == "regies[0].online_payment_windows[0]"
+
+
+def test_unit_weekdays_must_be_opening_days():
+    text = mutate(ALPHA, "        kind: meal", "        kind: meal\n        weekdays: [mercredi]")
+    error = find(errors_of(text), "« mercredi » n'est pas un jour d'ouverture")
+    assert error.line == line_of(text, "weekdays: [mercredi]")
+
+
+def test_hourly_price_only_for_time_ranges():
+    text = mutate(ALPHA, "        - unit: repas\n", "        - unit: repas\n          per: hour\n")
+    assert find(errors_of(text), "prix horaire réservé aux unités time_range").line == line_of(text, "per: hour")

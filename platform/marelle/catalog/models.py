@@ -29,7 +29,7 @@ class Regie(Archivable):
     code = models.SlugField(max_length=40, unique=True)
     label = models.CharField(_("libellé"), max_length=200)
     invoice_prefix = models.CharField(_("préfixe des factures"), max_length=8)
-    payment_plugin = models.CharField(_("moyen de paiement"), max_length=60)
+    payment_plugin = models.CharField(_("moyen de paiement"), max_length=60, blank=True)
     payment_settings = models.JSONField(default=dict)
     online_payment_windows = models.JSONField(default=list)
     invoicing = models.JSONField(default=dict)
@@ -130,6 +130,7 @@ class Unit(Archivable):
     start_time = models.TimeField(null=True, blank=True)
     end_time = models.TimeField(null=True, blank=True)
     step_minutes = models.PositiveSmallIntegerField(default=15)
+    weekdays = models.JSONField(default=list, blank=True)
     position = models.PositiveSmallIntegerField(default=0)
 
     objects = ActiveQuerySet.as_manager()

@@ -91,8 +91,9 @@ def desired_rows(config: CommuneConfig) -> dict[str, dict[str, dict[str, Any]]]:
         rows["régie"][regie.code] = {
             "label": regie.label,
             "invoice_prefix": regie.invoice_prefix,
-            "payment_plugin": regie.payment.plugin,
-            "payment_settings": regie.payment.settings,
+            # No plugin: payable only at the régie's own desk.
+            "payment_plugin": regie.payment.plugin if regie.payment else "",
+            "payment_settings": regie.payment.settings if regie.payment else {},
             "online_payment_windows": [w.model_dump(mode="json") for w in regie.online_payment_windows],
             "invoicing": regie.invoicing.model_dump(mode="json"),
         }
@@ -135,6 +136,7 @@ def desired_rows(config: CommuneConfig) -> dict[str, dict[str, dict[str, Any]]]:
                 "start_time": unit.start,
                 "end_time": unit.end,
                 "step_minutes": unit.step_minutes,
+                "weekdays": unit.weekdays or [],
                 "position": unit_position,
             }
     for document in config.document_types:
