@@ -40,7 +40,7 @@ class CommunePlan:
     def lines(self) -> list[str]:
         title = {"created": "créée", "updated": "mise à jour", "unchanged": "inchangée",
                  "failed": "ÉCHEC"}[self.outcome]
-        out = [f"{self.slug} ({self.file}) : {title}"]
+        out = [f"{self.slug} ({self.file}) : {title} en {self.duration_ms} ms"]
         for name, (old, new) in self.commune_fields.items():
             if self.outcome == "updated":
                 out.append(f"  commune : {name} « {old} » → « {new} »")

@@ -33,6 +33,20 @@ def drop_database():
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
 
 
+def stop(process: subprocess.Popen) -> None:
+    """Stop ./dev run and everything it started (server, worker, embedded database)."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 @pytest.mark.slow
 def test_run_command_from_a_fresh_clone(tmp_path):
     if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
@@ -73,10 +87,6 @@ def test_run_command_from_a_fresh_clone(tmp_path):
         status, _ = fetch("inconnue.localhost")
         assert status == 404
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop(process)
         log.close()
         drop_database()

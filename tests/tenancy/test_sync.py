@@ -85,7 +85,7 @@ def test_resync_of_an_unchanged_file_is_a_noop(tmp_path, db):
     before = Commune.objects.get(slug="gamma")
     runs = SyncRun.objects.count()
     output = sync(tmp_path, GAMMA)
-    assert ": inchangée" in output and "1 unchanged" in output
+    assert ": inchangée" in output and "1 inchangée(s)" in output
     after = Commune.objects.get(slug="gamma")
     assert after.last_synced_at == before.last_synced_at
     assert SyncRun.objects.count() == runs  # nothing applied, nothing recorded

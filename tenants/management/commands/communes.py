@@ -61,7 +61,9 @@ class Command(BaseCommand):
         totals = {}
         for plan in plans:
             totals[plan.outcome] = totals.get(plan.outcome, 0) + 1
-        summary = ", ".join(f"{n} {k}" for k, n in sorted(totals.items())) or "aucune commune"
+        labels = {"created": "créée(s)", "updated": "mise(s) à jour", "unchanged": "inchangée(s)",
+                  "failed": "en échec"}
+        summary = ", ".join(f"{n} {labels[k]}" for k, n in sorted(totals.items())) or "aucune commune"
         self.stdout.write(f"Terminé en {time.perf_counter() - started:.2f} s : {summary}.")
         failed = [p for p in plans if p.outcome == "failed"]
         if failed or not report.ok:
