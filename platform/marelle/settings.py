@@ -110,6 +110,8 @@ SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 # tenant's schema after a savepoint rollback (django-tenants#1262).
 
 MIDDLEWARE = [
+    # Probes carry no commune host: answer them before tenant routing.
+    "marelle.core.health.HealthCheckMiddleware",
     "tenants.middleware.CommuneMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -123,7 +125,7 @@ MIDDLEWARE = [
 
 if IS_PRODUCTION:
     # Static files from the app servers themselves (collected at image build time).
-    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(3, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 TEMPLATES = [
     {

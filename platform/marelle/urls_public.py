@@ -10,6 +10,5 @@ admin.site.site_title = "Marelle"
 
 urlpatterns = [
     path("", views.platform_home, name="platform-home"),
-    path("healthz", views.health, name="health"),
     path("admin/", admin.site.urls),
 ]

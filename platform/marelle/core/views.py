@@ -1,4 +1,3 @@
-from django.http import JsonResponse
 from django.shortcuts import render
 
 from tenants.models import Commune
@@ -18,7 +17,3 @@ def platform_home(request):
         for c in communes
     ]
     return render(request, "marelle/platform_home.html", {"entries": entries})
-
-
-def health(request):
-    return JsonResponse({"status": "ok"})
