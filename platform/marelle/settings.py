@@ -79,6 +79,7 @@ SHARED_APPS = [
     "django_tenants",
     "tenants",
     "django.contrib.contenttypes",
+    "marelle.accounts",
     # auth and sessions are in both lists: the public schema holds platform operators,
     # each commune schema holds its own families and staff (one e-mail, two communes:
     # two accounts, two sessions).
@@ -93,10 +94,18 @@ SHARED_APPS = [
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
+    "marelle.accounts",
     "django.contrib.auth",
     "django.contrib.sessions",
+    "rest_framework.authtoken",
+    "axes",
+    "marelle.audit",
     "marelle.catalog",
     "marelle.portal",
+    "marelle.families",
+    "marelle.documents",
+    "marelle.backoffice",
+    "marelle.api",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -119,6 +128,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "axes.middleware.AxesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -185,13 +195,71 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if IS_PRODUCTION e
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+AUTH_USER_MODEL = "accounts.User"
+# E-mails are unique case-insensitively through a Lower(email) constraint, which Django's
+# check does not see.
+SILENCED_SYSTEM_CHECKS = ["auth.W004"]
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses a locked-out account or address before any password check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "families:home"
+LOGOUT_REDIRECT_URL = "home"
+
+# Throttling of failed logins (django-axes), per account and per address, in each commune's
+# schema. Five failures lock for 15 minutes; a success resets the account's counter.
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False
+AXES_IPWARE_PROXY_COUNT = int(os.environ.get("AXES_PROXY_COUNT", "1" if IS_PRODUCTION else "0"))
+
+# Links sent by e-mail (sign-up confirmation, invitation, e-mail change) expire after this.
+ACCOUNT_LINK_MAX_AGE_SECONDS = 2 * 24 * 3600
+PASSWORD_RESET_TIMEOUT = 2 * 3600
+
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 if MARELLE_ENV == "test":
     # Hashing speed is not what tests check; Argon2 is still listed for stored hashes.
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+    AUTH_USER_MODEL = "accounts.User"
+# E-mails are unique case-insensitively through a Lower(email) constraint, which Django's
+# check does not see.
+SILENCED_SYSTEM_CHECKS = ["auth.W004"]
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses a locked-out account or address before any password check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "families:home"
+LOGOUT_REDIRECT_URL = "home"
+
+# Throttling of failed logins (django-axes), per account and per address, in each commune's
+# schema. Five failures lock for 15 minutes; a success resets the account's counter.
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_VERBOSE = False
+AXES_IPWARE_PROXY_COUNT = int(os.environ.get("AXES_PROXY_COUNT", "1" if IS_PRODUCTION else "0"))
+
+# Links sent by e-mail (sign-up confirmation, invitation, e-mail change) expire after this.
+ACCOUNT_LINK_MAX_AGE_SECONDS = 2 * 24 * 3600
+PASSWORD_RESET_TIMEOUT = 2 * 3600
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
@@ -249,6 +317,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }

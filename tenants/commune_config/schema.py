@@ -111,6 +111,9 @@ class FamilySettings(Strict):
     email_change_needs_staff_validation: bool = False
     record_changes_need_validation: bool = Field(
         False, description="Les modifications des fiches famille/enfant attendent la validation des agents")
+    health_data_roles: list[Literal["agent", "directeur", "regisseur", "administrateur"]] = Field(
+        ["directeur", "administrateur"],
+        description="Rôles des agents autorisés à lire les renseignements médicaux (chaque lecture est tracée)")
 
 
 class QuotientBracket(Strict):
@@ -368,6 +371,8 @@ class DocumentType(Strict):
     scope: Literal["family", "child"]
     required_for_services: list[Code] = []
     validity_months: PositiveInt | None = Field(None, description="Durée de validité ; absent : n'expire pas")
+    accepted_formats: Annotated[list[Literal["pdf", "jpeg", "png"]], Field(min_length=1)] = ["pdf", "jpeg", "png"]
+    max_size_mb: Annotated[int, Field(ge=1, le=20)] = 5
 
 
 class AuthorisationType(Strict):

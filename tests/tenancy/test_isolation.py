@@ -14,7 +14,7 @@ from marelle.core.tasks import tenant_probe
 def test_session_cookie_from_one_commune_is_not_valid_on_another(alpha, beta):
     User = get_user_model()
     connection.set_tenant(alpha)
-    claire_alpha = User.objects.create_user("claire@example.fr", first_name="Claire", last_name="Alpha")
+    claire_alpha = User.objects.create_user("claire@example.fr", first_name="Claire", last_name="Alpha", is_active=True)
     connection.set_tenant(beta)
     # Same e-mail in another commune: another account, unrelated to the first.
     User.objects.create_user("claire@example.fr", first_name="Claire", last_name="Bêta")

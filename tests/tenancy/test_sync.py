@@ -127,7 +127,7 @@ def test_removed_service_is_archived_with_its_data_kept_and_can_come_back(tmp_pa
         assert archived.archived_at is not None
         assert Unit.objects.get(service=archived, code="journee").archived_at is not None
         assert list(Service.objects.active().values_list("code", flat=True)) == ["cantine"]
-        assert get_user_model().objects.filter(username="parent@gamma.example").exists()
+        assert get_user_model().objects.filter(email="parent@gamma.example").exists()
     output = sync(tmp_path, GAMMA_WITH_ALSH)
     assert "service « alsh » restauré" in output
     with schema_context("gamma"):

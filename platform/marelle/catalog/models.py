@@ -152,6 +152,8 @@ class DocumentType(Archivable):
     scope = models.CharField(max_length=10, choices=[("family", _("Famille")), ("child", _("Enfant"))])
     required_for_services = models.JSONField(default=list)
     validity_months = models.PositiveSmallIntegerField(null=True, blank=True)
+    accepted_formats = models.JSONField(default=list)
+    max_size_mb = models.PositiveSmallIntegerField(default=5)
 
     objects = ActiveQuerySet.as_manager()
 

@@ -145,6 +145,8 @@ def desired_rows(config: CommuneConfig) -> dict[str, dict[str, dict[str, Any]]]:
             "scope": document.scope,
             "required_for_services": document.required_for_services,
             "validity_months": document.validity_months,
+            "accepted_formats": document.accepted_formats,
+            "max_size_mb": document.max_size_mb,
         }
     for position, authorisation in enumerate(config.authorisation_types):
         rows["type d'autorisation"][authorisation.code] = {

@@ -34,8 +34,8 @@ class Command(BaseCommand):
                 created = 0
                 for email, first, last, staff in accounts:
                     user, was_created = User.objects.get_or_create(
-                        username=email, defaults={"email": email, "first_name": first, "last_name": last,
-                                                  "is_staff": staff})
+                        email=email, defaults={"first_name": first, "last_name": last, "is_active": True,
+                                               "is_staff": staff, "staff_role": "administrateur" if staff else ""})
                     if was_created:
                         user.set_password(DEMO_PASSWORD)
                         user.save(update_fields=["password"])

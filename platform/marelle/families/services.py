@@ -1,0 +1,210 @@
+"""Writes on family records. Views, the API and the back-office all come through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from marelle.audit.services import audit_record
+from marelle.core.commune import current_config
+from marelle.core.emails import send_templated_email
+from marelle.families.models import (
+    ChangeRequest,
+    Child,
+    ChildAuthorisation,
+    ChildContact,
+    ChildHealth,
+    Family,
+    Guardian,
+)
+from marelle.families.permissions import is_staff_member
+
+Outcome = Literal["applied", "pending", "unchanged"]
+
+# What a change request may target, and how to find the row it changes.
+TARGETS: dict[str, type[models.Model]] = {
+    "family": Family,
+    "guardian": Guardian,
+    "child": Child,
+    "health": ChildHealth,
+}
+TARGET_LABELS = {"family": "le foyer", "guardian": "un responsable", "child": "la fiche de", "health":
+                 "les renseignements médicaux de"}
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    outcome: Outcome
+    change_request: ChangeRequest | None = None
+
+
+def _to_json(value):
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _from_json(instance: models.Model, name: str, value):
+    return instance._meta.get_field(name).to_python(value)
+
+
+def needs_validation(actor) -> bool:
+    return current_config().families.record_changes_need_validation and not is_staff_member(actor)
+
+
+def _describe(target: str, instance) -> str:
+    if target in ("child", "health"):
+        child = instance if target == "child" else instance.child
+        return f"{TARGET_LABELS[target]} {child.first_name}"
+    if target == "guardian":
+        return f"{TARGET_LABELS[target]} ({instance.first_name} {instance.last_name})"
+    return TARGET_LABELS[target]
+
+
+@transaction.atomic
+def record_change(*, actor, family: Family, target: str, instance: models.Model, data: dict) -> ChangeResult:
+    """Change ``instance`` with ``data`` (field -> new value), or file a change request when
+    the commune validates families' changes. Only changed fields are kept."""
+    diff = {name: value for name, value in data.items() if getattr(instance, name) != value}
+    if not diff:
+        return ChangeResult("unchanged")
+    if needs_validation(actor):
+        previous = {name: _to_json(getattr(instance, name)) for name in diff}
+        payload = {name: _to_json(value) for name, value in diff.items()}
+        existing = (ChangeRequest.objects.select_for_update()
+                    .filter(family=family, target=target, object_id=instance.pk, action="update",
+                            status=ChangeRequest.Status.PENDING).first())
+        if existing:
+            # One pending request per record: a second edit amends it instead of piling up.
+            existing.data = {**existing.data, **payload}
+            existing.previous = {**previous, **existing.previous}
+            existing.save(update_fields=["data", "previous"])
+            request = existing
+        else:
+            request = ChangeRequest.objects.create(
+                family=family, target=target, object_id=instance.pk, action=ChangeRequest.Action.UPDATE,
+                data=payload, previous=previous, summary=f"Modification de {_describe(target, instance)}",
+                requested_by=actor)
+        audit_record(actor=actor, action=f"{target}.change_requested", target=f"{target}:{instance.pk}",
+                     family_id=family.pk, fields=sorted(diff))
+        return ChangeResult("pending", request)
+    for name, value in diff.items():
+        setattr(instance, name, value)
+    instance.save(update_fields=[*diff, *(["updated_at"] if hasattr(instance, "updated_at") else [])])
+    audit_record(actor=actor, action=f"{target}.updated", target=f"{target}:{instance.pk}", family_id=family.pk,
+                 fields=sorted(diff))
+    return ChangeResult("applied")
+
+
+@transaction.atomic
+def child_create(*, actor, family: Family, data: dict, health: dict | None = None) -> tuple[Child, ChangeResult]:
+    pending = needs_validation(actor)
+    child = Child.objects.create(family=family, status=Child.Status.PENDING if pending else Child.Status.ACTIVE,
+                                 consent_at=timezone.now(), **data)
+    ChildHealth.objects.create(child=child, **(health or {}))
+    audit_record(actor=actor, action="child.created", target=f"child:{child.pk}", family_id=family.pk)
+    if pending:
+        request = ChangeRequest.objects.create(
+            family=family, target="child", object_id=child.pk, action=ChangeRequest.Action.CREATE,
+            data={k: _to_json(v) for k, v in data.items()},
+            summary=f"Ajout de l'enfant {child.first_name} {child.last_name}", requested_by=actor)
+        return child, ChangeResult("pending", request)
+    return child, ChangeResult("applied")
+
+
+def child_touch_consent(*, child: Child) -> None:
+    Child.objects.filter(pk=child.pk).update(consent_at=timezone.now())
+
+
+@transaction.atomic
+def contact_save(*, actor, child: Child, contact: ChildContact | None, data: dict) -> ChildContact:
+    """Emergency and pick-up contacts apply at once: the people who may collect a child
+    must never wait for office hours."""
+    contact = contact or ChildContact(child=child)
+    for name, value in data.items():
+        setattr(contact, name, value)
+    created = contact.pk is None
+    contact.save()
+    audit_record(actor=actor, action="contact.created" if created else "contact.updated",
+                 target=f"contact:{contact.pk}", family_id=child.family_id, child=child.pk)
+    return contact
+
+
+@transaction.atomic
+def contact_delete(*, actor, contact: ChildContact) -> None:
+    audit_record(actor=actor, action="contact.deleted", target=f"contact:{contact.pk}",
+                 family_id=contact.child.family_id, child=contact.child_id)
+    contact.delete()
+
+
+@transaction.atomic
+def authorisations_save(*, actor, child: Child, answers: dict[int, str]) -> None:
+    """answers: authorisation type id -> "oui" / "non" / "non_concerne"."""
+    existing = {a.authorisation_type_id: a for a in child.authorisations.all()}
+    for type_id, answer in answers.items():
+        current = existing.get(type_id)
+        if current is None:
+            ChildAuthorisation.objects.create(child=child, authorisation_type_id=type_id, answer=answer,
+                                              answered_by=actor)
+        elif current.answer != answer:
+            current.answer, current.answered_by = answer, actor
+            current.save(update_fields=["answer", "answered_by", "answered_at"])
+    audit_record(actor=actor, action="authorisations.updated", target=f"child:{child.pk}",
+                 family_id=child.family_id)
+
+
+# --- Staff decisions -------------------------------------------------------------------
+
+
+class ChangeRequestClosed(Exception):
+    pass
+
+
+@transaction.atomic
+def change_request_accept(*, staff, change_request_id: int) -> ChangeRequest:
+    request = ChangeRequest.objects.select_for_update().get(pk=change_request_id)
+    if request.status != ChangeRequest.Status.PENDING:
+        raise ChangeRequestClosed(f"Demande déjà traitée ({request.get_status_display().lower()}).")
+    if request.action == ChangeRequest.Action.CREATE and request.target == "child":
+        Child.objects.filter(pk=request.object_id).update(status=Child.Status.ACTIVE)
+    elif request.action == ChangeRequest.Action.UPDATE:
+        model = TARGETS[request.target]
+        instance = model.objects.select_for_update().get(pk=request.object_id)
+        for name, value in request.data.items():
+            setattr(instance, name, _from_json(instance, name, value))
+        instance.save()
+    request.status, request.decided_by, request.decided_at = ChangeRequest.Status.ACCEPTED, staff, timezone.now()
+    request.save(update_fields=["status", "decided_by", "decided_at"])
+    audit_record(actor=staff, action="change_request.accepted", target=f"change_request:{request.pk}",
+                 family_id=request.family_id)
+    _notify_decision(request)
+    return request
+
+
+@transaction.atomic
+def change_request_refuse(*, staff, change_request_id: int, reason: str) -> ChangeRequest:
+    if not reason.strip():
+        raise ValueError("Le motif du refus est obligatoire.")
+    request = ChangeRequest.objects.select_for_update().get(pk=change_request_id)
+    if request.status != ChangeRequest.Status.PENDING:
+        raise ChangeRequestClosed(f"Demande déjà traitée ({request.get_status_display().lower()}).")
+    if request.action == ChangeRequest.Action.CREATE and request.target == "child":
+        Child.objects.filter(pk=request.object_id).update(status=Child.Status.ARCHIVED)
+    request.status, request.reason = ChangeRequest.Status.REFUSED, reason.strip()
+    request.decided_by, request.decided_at = staff, timezone.now()
+    request.save(update_fields=["status", "reason", "decided_by", "decided_at"])
+    audit_record(actor=staff, action="change_request.refused", target=f"change_request:{request.pk}",
+                 family_id=request.family_id)
+    _notify_decision(request)
+    return request
+
+
+def _notify_decision(request: ChangeRequest) -> None:
+    guardian = request.family.primary_guardian
+    if guardian and guardian.user and guardian.user.email:
+        send_templated_email(to=guardian.user.email, template="change_request_decided",
+                             context={"request": request, "guardian": guardian})
