@@ -92,7 +92,7 @@ def main() -> int:
         say("Worker Celery (tâches en arrière-plan)")
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "marelle", "worker", "--pool=threads",
-             "--concurrency=2", "--loglevel=WARNING"],
+             "--concurrency=2", "--loglevel=WARNING", "--queues=default,mail,pdf,payments,celery"],
             cwd=REPO / "platform",
         )
 

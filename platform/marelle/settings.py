@@ -88,6 +88,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.admin",
     "django.contrib.staticfiles",
+    "django.forms",
     "rest_framework",
     "drf_spectacular",
     "marelle.core",
@@ -153,6 +154,8 @@ TEMPLATES = [
     },
 ]
 
+FORM_RENDERER = "marelle.core.forms.MarelleFormRenderer"
+
 WSGI_APPLICATION = "marelle.wsgi.application"
 
 DATABASES = {
@@ -163,6 +166,9 @@ DATABASES = {
 # Schema-per-tenant needs the django-tenants backend whatever the URL scheme says.
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Parallel tenant migrations (migrate_schemas --executor=multiprocessing), bounded to spare
+# the database's connections.
+TENANT_MULTIPROCESSING_MAX_PROCESSES = int(os.environ.get("TENANT_MULTIPROCESSING_MAX_PROCESSES", "2"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
@@ -311,6 +317,12 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_ACKS_LATE = True
+# Separate queues so that e-mails and PDFs never delay payment settlement (the Helm chart
+# runs one worker pool per group of queues).
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "marelle.core.send_email": {"queue": "mail"},
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 
 REST_FRAMEWORK = {

@@ -9,3 +9,7 @@ os.environ.setdefault(
 )
 
 from marelle.settings import *  # noqa: E402,F403
+
+# Tasks run in the caller's process by default (e-mails land in django.core.mail.outbox);
+# the tenancy tests start a real worker on the Redis broker and switch this off.
+CELERY_TASK_ALWAYS_EAGER = True

@@ -35,11 +35,16 @@ def test_session_cookie_from_one_commune_is_not_valid_on_another(alpha, beta):
 @pytest.fixture(scope="module")
 def celery_worker(django_db_blocker):
     """A real worker thread consuming from the real Redis broker."""
-    assert not celery_app.conf.task_always_eager, "the test needs the Redis broker, not eager mode"
-    with django_db_blocker.unblock():
-        with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING",
-                          shutdown_timeout=10):
-            yield
+    eager = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = False
+    assert celery_app.conf.broker_url.startswith("redis://"), "the test needs the Redis broker"
+    try:
+        with django_db_blocker.unblock():
+            with start_worker(celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING",
+                              shutdown_timeout=10):
+                yield
+    finally:
+        celery_app.conf.task_always_eager = eager
 
 
 def test_task_enqueued_in_a_commune_runs_in_its_schema(alpha, beta, celery_worker):

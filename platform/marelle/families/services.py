@@ -171,6 +171,12 @@ def change_request_accept(*, staff, change_request_id: int) -> ChangeRequest:
         raise ChangeRequestClosed(f"Demande déjà traitée ({request.get_status_display().lower()}).")
     if request.action == ChangeRequest.Action.CREATE and request.target == "child":
         Child.objects.filter(pk=request.object_id).update(status=Child.Status.ACTIVE)
+    elif request.target == "email":
+        from django.contrib.auth import get_user_model
+
+        from marelle.accounts.services import apply_email_change
+
+        apply_email_change(get_user_model().objects.get(pk=request.object_id), request.data["email"])
     elif request.action == ChangeRequest.Action.UPDATE:
         model = TARGETS[request.target]
         instance = model.objects.select_for_update().get(pk=request.object_id)
@@ -208,3 +214,95 @@ def _notify_decision(request: ChangeRequest) -> None:
     if guardian and guardian.user and guardian.user.email:
         send_templated_email(to=guardian.user.email, template="change_request_decided",
                              context={"request": request, "guardian": guardian})
+
+
+# --- Privacy ---------------------------------------------------------------------------
+
+
+def family_export(family: Family) -> dict:
+    """Everything the portal holds about a family, as JSON-ready data (RGPD access right)."""
+    from django.forms.models import model_to_dict
+
+    from marelle.audit.models import AuditEvent
+
+    def plain(instance, exclude=()):
+        return {k: _to_json(v) for k, v in model_to_dict(instance).items() if k not in exclude}
+
+    children = []
+    for child in family.children.prefetch_related("contacts", "authorisations__authorisation_type").select_related("health"):
+        children.append({
+            **plain(child, exclude=("family",)),
+            "health": plain(child.health, exclude=("child",)) if hasattr(child, "health") else None,
+            "contacts": [plain(c, exclude=("child",)) for c in child.contacts.all()],
+            "authorisations": {a.authorisation_type.label: a.answer for a in child.authorisations.all()},
+        })
+    documents = []
+    try:
+        from marelle.documents.models import Document
+
+        for document in Document.objects.filter(family=family).select_related("document_type"):
+            documents.append({"type": document.document_type.label, "file": document.original_name,
+                              "status": document.status, "uploaded_at": document.uploaded_at.isoformat()})
+    except ImportError:  # documents app not installed
+        pass
+    return {
+        "family": plain(family),
+        "guardians": [plain(g, exclude=("family", "user")) for g in family.guardians.all()],
+        "children": children,
+        "documents": documents,
+        "change_requests": [{"summary": r.summary, "status": r.status, "requested_at": r.requested_at.isoformat(),
+                             "data": r.data} for r in family.change_requests.all()],
+        "history": [{"at": e.at.isoformat(), "action": e.action} for e in AuditEvent.objects.filter(family_id=family.pk)],
+    }
+
+
+@transaction.atomic
+def family_close(*, actor, family: Family) -> None:
+    """Close the account: anonymise people and delete health data, contacts and documents.
+
+    The family row and its id stay, so invoices and payments (kept 10 years for the
+    comptable public) still point somewhere; invoices keep their own copy of the name.
+    """
+    family = Family.objects.select_for_update().get(pk=family.pk)
+    if family.status == Family.Status.CLOSED:
+        return
+    try:
+        from marelle.documents.services import documents_delete_for_family
+    except ImportError:
+        documents_delete_for_family = None
+    if documents_delete_for_family is not None:
+        documents_delete_for_family(family)
+    for guardian in family.guardians.select_related("user"):
+        user = guardian.user
+        if user is not None:
+            user.email = f"compte-clos-{user.pk}@invalid.marelle"
+            user.first_name = user.last_name = ""
+            user.is_active = False
+            user.set_unusable_password()
+            # Inactive, with a new password hash: every open session of the account stops
+            # being valid at its next request.
+            user.save()
+        Guardian.objects.filter(pk=guardian.pk).update(
+            last_name="Anonyme", first_name="", email="", phone_mobile="", phone_home="", phone_work="",
+            address_line="", address_complement="", profession="", employer="", user=None)
+    for child in family.children.all():
+        ChildHealth.objects.filter(child=child).delete()
+        child.contacts.all().delete()
+        child.authorisations.all().delete()
+        Child.objects.filter(pk=child.pk).update(
+            first_name="Enfant", last_name="Anonyme", school="", diet_details="",
+            birth_date=child.birth_date.replace(month=1, day=1), status=Child.Status.ARCHIVED)
+    family.change_requests.filter(status=ChangeRequest.Status.PENDING).update(status=ChangeRequest.Status.CANCELLED)
+    family.change_requests.update(data={}, previous={})
+    family.status, family.closed_at = Family.Status.CLOSED, timezone.now()
+    family.allowance_number = ""
+    family.save(update_fields=["status", "closed_at", "allowance_number"])
+    audit_record(actor=None, action="family.closed", target=f"family:{family.pk}", family_id=family.pk)
+
+
+@transaction.atomic
+def guardian_add(*, actor, family: Family, data: dict) -> Guardian:
+    """A second responsable légal (without an account of their own)."""
+    guardian = Guardian.objects.create(family=family, position=2, **data)
+    audit_record(actor=actor, action="guardian.created", target=f"guardian:{guardian.pk}", family_id=family.pk)
+    return guardian
