@@ -63,8 +63,9 @@ def cleaned_subset(form, names) -> dict:
 
 
 class RejectUnknownFieldsMixin:
-    """A misspelled field is an error, not a silently ignored key (the client would believe
-    the change was saved)."""
+    # A misspelled field is an error, not a silently ignored key (the client would believe
+    # the change was saved). (Comments, not docstrings: the OpenAPI schema publishes the
+    # docstrings of serializers.)
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -75,12 +76,10 @@ class RejectUnknownFieldsMixin:
 
 
 class FormValidatedSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
-    """An input serializer whose rules come from a families ModelForm.
-
-    ``form_name`` names the form class in marelle.families.forms. ``self.instance`` is the
-    record being changed (None on create). ``validated_data`` holds the form's cleaned
-    values for the fields sent.
-    """
+    # An input serializer whose rules come from a families ModelForm: ``form_name`` names
+    # the form class in marelle.families.forms, ``self.instance`` is the record being
+    # changed (None on create), and ``validated_data`` holds the form's cleaned values for
+    # the fields sent.
 
     form_name: str = ""
 

@@ -282,12 +282,27 @@ def pending_change_request_count() -> int:
 
 
 def pending_documents_count() -> int | None:
-    """Documents waiting for review, from the documents app's selector (None without it)."""
+    """Documents waiting for review, from the documents app's selectors (None without them)."""
     try:
-        from marelle.documents.selectors import pending_documents_count as count
+        from marelle.documents import selectors as documents
     except ImportError:
         return None
-    return count()
+    if hasattr(documents, "pending_documents_count"):
+        return documents.pending_documents_count()
+    if hasattr(documents, "pending_documents"):
+        return documents.pending_documents().count()
+    return None
+
+
+def family_documents(family: Family):
+    """The family's pièces justificatives per slot (documents app), or None without it."""
+    try:
+        from marelle.documents.selectors import document_status_for_family
+    except ImportError:
+        return None
+    # A bare instance: the page's prefetches on ``family.children`` must not be redone for the
+    # documents' own children query.
+    return document_status_for_family(Family(pk=family.pk))
 
 
 DOCUMENTS_QUEUE_URL_NAME = "documents:review_queue"

@@ -137,6 +137,7 @@ def family_detail(request, family_id):
         "show_health": show_health,
         "health_refusal": "" if show_health else _health_refusal_text(),
         "bracket": selectors.quotient_bracket(config, family.quotient),
+        "documents": selectors.family_documents(family),
         "requests": request_items(request.user, family.pending_requests, health_already_revealed=show_health),
         "here": request.get_full_path(),
     })

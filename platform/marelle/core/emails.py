@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.template.loader import render_to_string
+from django.template import Context
+from django.template.loader import get_template
 
 from marelle.core.tasks import send_email
 
@@ -15,6 +16,8 @@ def send_templated_email(*, to: list[str] | str, template: str, context: dict) -
     recipients = [to] if isinstance(to, str) else list(to)
     tenant = getattr(connection, "tenant", None)
     context = {"commune": tenant, "commune_name": getattr(tenant, "name", "Marelle"), **context}
-    subject, _, body = render_to_string(f"emails/{template}.txt", context).strip().partition("\n")
+    # Plain text: no HTML escaping (an apostrophe stays an apostrophe).
+    text = get_template(f"emails/{template}.txt").template.render(Context(context, autoescape=False))
+    subject, _, body = text.strip().partition("\n")
     sender = settings.DEFAULT_FROM_EMAIL
     transaction.on_commit(lambda: send_email.delay(subject.strip(), body.strip() + "\n", sender, recipients))

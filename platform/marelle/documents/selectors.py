@@ -109,6 +109,10 @@ class FamilyDocuments:
     def missing(self) -> list[DocumentSlot]:
         return [slot for slot in self.slots if slot.is_missing]
 
+    @property
+    def missing_count(self) -> int:
+        return len(self.missing)
+
     def slot(self, document_type_id: int, child_id: int | None) -> DocumentSlot | None:
         return next((s for s in self.slots if s.document_type.pk == document_type_id
                      and (s.child.pk if s.child else None) == child_id), None)
@@ -155,3 +159,7 @@ def document_status_for_family(family: Family, *, today: date | None = None) -> 
 def pending_documents():
     """The staff review queue, oldest first."""
     return Document.objects.for_review()
+
+
+def pending_documents_count() -> int:
+    return Document.objects.pending().count()

@@ -8,7 +8,7 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Max
 from django.http import FileResponse, Http404
@@ -19,13 +19,16 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from marelle.audit.services import audit_record
+# Back-office access rule (login redirect, French 403 page, no-store); any staff role may
+# review documents.
+from marelle.backoffice.access import staff_required
 from marelle.catalog.models import DocumentType
 from marelle.documents import services
 from marelle.documents.forms import DocumentUploadForm, RefusalForm
 from marelle.documents.models import Document, DocumentState
 from marelle.documents.selectors import document_status_for_family, pending_documents
 from marelle.documents.uploads import SizeLimitUploadHandler
-from marelle.families.permissions import is_staff_member, require_family
+from marelle.families.permissions import require_family
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +50,6 @@ def family_required(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         return view(request, require_family(request.user), *args, **kwargs)
-    return login_required(wrapper)
-
-
-def staff_required(view):
-    """Any commune staff role may review documents."""
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not is_staff_member(request.user):
-            raise PermissionDenied(_("Cet espace est réservé aux agents de la commune."))
-        return view(request, *args, **kwargs)
     return login_required(wrapper)
 
 

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
 from marelle.catalog.models import AuthorisationType
@@ -56,7 +57,7 @@ class Family(models.Model):
     def reference(self) -> str:
         return f"F{self.pk:06d}"
 
-    @property
+    @cached_property
     def primary_guardian(self):
         guardians = getattr(self, "_prefetched_objects_cache", {}).get("guardians")
         if guardians is not None:

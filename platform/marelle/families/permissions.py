@@ -11,10 +11,15 @@ def family_of(user) -> Family | None:
     """The family whose account ``user`` holds (None for staff or anonymous)."""
     if not getattr(user, "is_authenticated", False):
         return None
-    guardian = getattr(user, "guardian", None)
+    from marelle.families.models import Guardian
+
+    guardian = Guardian.objects.select_related("family").filter(user=user).first()
     if guardian is None or guardian.family.status != Family.Status.ACTIVE:
         return None
-    return guardian.family
+    family = guardian.family
+    if guardian.position == 1:
+        family.primary_guardian = guardian  # fills the cached property: one query less per page
+    return family
 
 
 def require_family(user) -> Family:

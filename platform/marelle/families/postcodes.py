@@ -2,6 +2,7 @@
 (families/data/postcodes.tsv.gz, 35,684 rows, see its first line for the source)."""
 
 import gzip
+import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -30,10 +31,18 @@ def communes_for(postcode: str) -> tuple[str, ...]:
     return _index().get(postcode.strip(), ())
 
 
+_ARRONDISSEMENT = re.compile(r"\s+\d+(er|e)\s+arrondissement$", re.IGNORECASE)
+
+
 def matching_city(postcode: str, city: str) -> str | None:
-    """The official spelling of ``city`` if it is served by ``postcode``."""
+    """The official spelling of ``city`` if it is served by ``postcode``.
+
+    "Paris", "Lyon" and "Marseille" match their arrondissements (75011 → Paris)."""
     wanted = normalize(city)
     for name in communes_for(postcode):
         if normalize(name) == wanted:
             return name
+        base = _ARRONDISSEMENT.sub("", name)
+        if base != name and normalize(base) == wanted:
+            return base
     return None

@@ -68,7 +68,11 @@ def _describe(target: str, instance) -> str:
 @transaction.atomic
 def record_change(*, actor, family: Family, target: str, instance: models.Model, data: dict) -> ChangeResult:
     """Change ``instance`` with ``data`` (field -> new value), or file a change request when
-    the commune validates families' changes. Only changed fields are kept."""
+    the commune validates families' changes. Only changed fields are kept.
+
+    The row is re-read under a lock: a ModelForm may already have changed ``instance`` in
+    memory, and two saves of the same record must not interleave."""
+    instance = type(instance).objects.select_for_update().get(pk=instance.pk)
     diff = {name: value for name, value in data.items() if getattr(instance, name) != value}
     if not diff:
         return ChangeResult("unchanged")
