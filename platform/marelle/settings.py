@@ -104,6 +104,7 @@ TENANT_APPS = [
     "marelle.catalog",
     "marelle.portal",
     "marelle.families",
+    "marelle.booking",
     "marelle.documents",
     "marelle.backoffice",
     "marelle.api",

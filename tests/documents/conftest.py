@@ -4,9 +4,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client, override_settings
 from django.utils.functional import empty
-
 from marelle.catalog.models import DocumentType
 from marelle.celery import app as celery_app
+
 from tests.factories import make_family, make_staff
 
 HOST = "alpha.marelle.test"
@@ -15,6 +15,11 @@ PDF = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 48 + b"This program cannot be run in DOS mode."
+
+
+def real_queries(captured) -> list[str]:
+    """The captured SQL without django-tenants' "SET search_path" before each query."""
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith("SET search_path")]
 
 
 def upload(name: str, content: bytes, content_type: str = "application/pdf") -> SimpleUploadedFile:

@@ -9,7 +9,6 @@ import pytest
 import time_machine
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
-
 from marelle.audit.models import AuditEvent
 from marelle.documents import services
 from marelle.documents.models import Document, DocumentState
@@ -21,6 +20,7 @@ from marelle.documents.services import (
     document_upload,
     documents_delete_for_family,
 )
+
 from tests.documents.conftest import EXE, JPEG, PDF, PNG, upload
 from tests.factories import make_staff
 
@@ -81,7 +81,7 @@ def test_executable_renamed_pdf_is_refused_naming_the_file(family, assurance, me
         send(family, assurance, content=EXE, name="x.pdf", child=lea)
     message = error_of(excinfo, "file")
     assert "« x.pdf »" in message
-    assert "n'est pas un fichier PDF, JPEG ou PNG" in message
+    assert "n'est pas un fichier PDF, JPEG ou PNG valide" in message
     assert not Document.objects.exists()
     assert not any(media_root.rglob("*.*"))
 
@@ -279,11 +279,13 @@ def test_delete_for_family_removes_rows_and_files_after_commit(family, other_fam
     assert AuditEvent.objects.filter(action="documents.deleted_for_family", family_id=family.pk).exists()
 
 
-def test_cascade_deletion_of_a_child_removes_its_files(family, assurance, django_capture_on_commit_callbacks):
+def test_any_deletion_of_rows_removes_their_files(family, assurance, django_capture_on_commit_callbacks):
+    """Queryset and cascade deletions (a child's or a family's row) go through the same
+    collector and post_delete signal as documents_delete_for_family."""
     lea = family.children.get(first_name="Léa")
     path = Path(send(family, assurance, child=lea).file.path)
     with django_capture_on_commit_callbacks(execute=True):
-        lea.delete()
+        Document.objects.filter(child=lea).delete()
     assert not path.exists()
 
 

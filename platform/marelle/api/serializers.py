@@ -17,7 +17,14 @@ from marelle.families.models import (
     Guardian,
 )
 
-from .validation import FormValidatedSerializer, RejectUnknownFieldsMixin, families_forms
+from .validation import (
+    FormValidatedSerializer,
+    RejectUnknownFieldsMixin,
+    cleaned_subset,
+    families_forms,
+    form_errors,
+    run_model_form,
+)
 
 ANSWERS = [("oui", _("Oui")), ("non", _("Non")), ("non_concerne", _("Non concerné"))]
 
@@ -119,9 +126,24 @@ class FamilyUpdateSerializer(FormValidatedSerializer):
         fields = ["situation", "allowance_scheme", "allowance_number", "quotient", "dependent_children",
                   "guardians"]
 
-    def validate_guardians(self, items):
-        from .validation import cleaned_subset, form_errors, run_model_form
+    def validate(self, attrs):
+        # Every error at once: the household's form and each guardian's.
+        items = attrs.pop("guardians", None)
+        errors, data = {}, {}
+        if attrs:
+            try:
+                data = super().validate(attrs)
+            except serializers.ValidationError as error:
+                errors.update(error.detail)
+        if items is not None:
+            guardian_errors, data["guardians"] = self._validate_guardians(items)
+            if any(guardian_errors):
+                errors["guardians"] = guardian_errors
+        if errors:
+            raise serializers.ValidationError(errors)
+        return data
 
+    def _validate_guardians(self, items):
         guardians = {g.pk: g for g in self.instance.guardians.all()}
         seen, errors, updates = set(), [], []
         for item in items:
@@ -129,23 +151,16 @@ class FamilyUpdateSerializer(FormValidatedSerializer):
             guardian_id = item.pop("id", None)
             guardian = guardians.get(guardian_id)
             if guardian is None or guardian_id in seen:
-                errors.append({"id": ["Responsable introuvable dans ce foyer." if guardian is None
-                                      else "Ce responsable est cité deux fois."]})
+                message = ("Ce champ est obligatoire." if guardian_id is None
+                           else "Responsable introuvable dans ce foyer." if guardian is None
+                           else "Ce responsable est cité deux fois.")
+                errors.append({"id": [message]})
                 continue
             seen.add(guardian_id)
             form = run_model_form(families_forms().GuardianForm, instance=guardian, data=item)
             errors.append(form_errors(form))
             updates.append((guardian, cleaned_subset(form, item)))
-        if any(errors):
-            raise serializers.ValidationError(errors)
-        return updates
-
-    def validate(self, attrs):
-        guardians = attrs.pop("guardians", None)
-        data = super().validate(attrs) if attrs else {}
-        if guardians is not None:
-            data["guardians"] = guardians
-        return data
+        return errors, updates
 
 
 # --- Children ---------------------------------------------------------------------------
@@ -252,8 +267,6 @@ class HealthSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         return data
 
     def validate(self, attrs):
-        from .validation import form_errors
-
         consent = consent_errors(attrs)
         attrs.pop("consent", None)
         form_class = families_forms().HealthForm

@@ -235,6 +235,10 @@ def field_label(model, target: str, name: str) -> str:
     return OTHER_LABELS.get(target, {}).get(name, name.replace("_", " "))
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 @dataclass(frozen=True)
 class ChangeRow:
     label: str
@@ -249,7 +253,7 @@ def change_rows(change_request: ChangeRequest) -> list[ChangeRow]:
     rows = []
     for name, new in (change_request.data or {}).items():
         rows.append(ChangeRow(
-            label=field_label(model, change_request.target, name).capitalize(),
+            label=_upper_first(field_label(model, change_request.target, name)),
             previous=value_display(model, name, previous.get(name)) if name in previous else "—",
             new=value_display(model, name, new)))
     return rows

@@ -86,9 +86,10 @@ def request_items(staff, change_requests, *, forms: dict | None = None,
     """Build the display of ``change_requests``; health ones are shown (and their read
     recorded, unless the page already recorded it) only to the roles allowed by config."""
     change_requests = list(change_requests)
-    health_children = selectors.health_request_children(change_requests)
     health_allowed = services.health_data_allowed(staff)
-    if health_allowed and health_children and not health_already_revealed:
+    health_children = ({} if health_already_revealed or not health_allowed
+                       else selectors.health_request_children(change_requests))
+    if health_children:
         visible_children = [health_children[cr.object_id] for cr in change_requests
                             if selectors.is_health_request(cr) and cr.object_id in health_children]
         services.reveal_health_data(staff=staff, children=visible_children, context=services.CHANGE_REQUEST)

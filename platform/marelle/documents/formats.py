@@ -43,6 +43,12 @@ def sniff(head: bytes) -> tuple[Format | None, str]:
     return found, (found.label if found else kind.extension.upper())
 
 
+def accepted_codes(document_type) -> list[str]:
+    """The formats a type accepts; an empty list (a row not made by the YAML sync) means all,
+    as the YAML's own default does."""
+    return [code for code in FORMATS if code in (document_type.accepted_formats or FORMATS)]
+
+
 def formats_label(codes) -> str:
     """'PDF, JPEG ou PNG' for the codes, in the order of FORMATS."""
     labels = [f.label for code, f in FORMATS.items() if code in codes]

@@ -26,7 +26,7 @@ from datetime import date
 
 from marelle.catalog.models import DocumentType, Service
 from marelle.core import clock
-from marelle.documents.formats import accept_attribute, formats_label
+from marelle.documents.formats import accept_attribute, accepted_codes, formats_label
 from marelle.documents.models import Document, DocumentState
 from marelle.families.models import Child, Family
 
@@ -79,11 +79,11 @@ class DocumentSlot:
 
     @property
     def formats_label(self) -> str:
-        return formats_label(self.document_type.accepted_formats)
+        return formats_label(accepted_codes(self.document_type))
 
     @property
     def accept(self) -> str:
-        return accept_attribute(self.document_type.accepted_formats)
+        return accept_attribute(accepted_codes(self.document_type))
 
     @property
     def label(self) -> str:

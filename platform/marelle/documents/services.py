@@ -26,7 +26,7 @@ from marelle.audit.services import audit_record
 from marelle.catalog.models import DocumentType
 from marelle.core import clock
 from marelle.core.emails import send_templated_email
-from marelle.documents.formats import SNIFF_BYTES, format_size, formats_label, sniff
+from marelle.documents.formats import SNIFF_BYTES, accepted_codes, format_size, formats_label, sniff
 from marelle.documents.models import Document
 from marelle.families.models import Child, Family
 from marelle.families.permissions import family_of, is_staff_member
@@ -99,8 +99,7 @@ def document_upload(*, actor, family: Family, document_type: DocumentType, child
     """Check and store one file sent for ``document_type`` (and ``child`` for a child-scope
     type). Raises ValidationError keyed by the form field at fault ("document_type",
     "child", "file"), with a French message naming the file."""
-    actor_family = None if is_staff_member(actor) else family_of(actor)
-    if not is_staff_member(actor) and (actor_family is None or actor_family.pk != family.pk):
+    if not is_staff_member(actor) and getattr(family_of(actor), "pk", None) != family.pk:
         raise PermissionDenied(_("Vous ne pouvez pas envoyer de pièce pour ce foyer."))
     _check_scope(family=family, document_type=document_type, child=child)
     if uploaded_file is None:
@@ -120,13 +119,14 @@ def document_upload(*, actor, family: Family, document_type: DocumentType, child
                                                          size_bytes=size)})
 
     found, found_label = sniff(head)
-    accepted = formats_label(document_type.accepted_formats)
+    accepted_formats = accepted_codes(document_type)
+    accepted = formats_label(accepted_formats)
     if found is None:
         raise ValidationError({"file": _(
-            "Le fichier « %(name)s » n'est pas un fichier %(accepted)s : son contenu ne correspond à aucun de "
-            "ces formats (quelle que soit son extension). Enregistrez ou numérisez la pièce en %(accepted)s, "
+            "Le fichier « %(name)s » n'est pas un fichier %(accepted)s valide : c'est son contenu qui est "
+            "vérifié, quelle que soit son extension. Enregistrez ou numérisez la pièce au format %(accepted)s, "
             "puis envoyez-la à nouveau.") % {"name": name, "accepted": accepted}})
-    if found.code not in document_type.accepted_formats:
+    if found.code not in accepted_formats:
         raise ValidationError({"file": _(
             "Le fichier « %(name)s » est au format %(found)s ; pour « %(type)s », seuls les fichiers "
             "%(accepted)s sont acceptés.") % {"name": name, "found": found_label, "type": document_type.label,
@@ -137,10 +137,10 @@ def document_upload(*, actor, family: Family, document_type: DocumentType, child
             "Le fichier « %(name)s » a déjà été envoyé pour cette pièce et attend d'être vérifié.")
             % {"name": name}})
 
-    document = Document(family=family, child=child if document_type.scope == "child" else None,
-                        document_type=document_type, original_name=name, content_type=found.mime,
-                        size_bytes=size, sha256=sha256, uploaded_by=actor if getattr(
-                            actor, "is_authenticated", False) else None, uploaded_at=clock.now())
+    uploaded_by = actor if getattr(actor, "is_authenticated", False) else None
+    document = Document(family=family, child=child, document_type=document_type, original_name=name,
+                        content_type=found.mime, size_bytes=size, sha256=sha256, uploaded_by=uploaded_by,
+                        uploaded_at=clock.now())
     # The file is written before the row: if the row cannot be saved, remove the file.
     document.file.save(name, uploaded_file, save=False)
     try:

@@ -19,8 +19,6 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from marelle.audit.services import audit_record
-# Back-office access rule (login redirect, French 403 page, no-store); any staff role may
-# review documents.
 from marelle.backoffice.access import staff_required
 from marelle.catalog.models import DocumentType
 from marelle.documents import services
@@ -154,6 +152,8 @@ def download(request, family, pk: int):
 
 
 # --- Staff ------------------------------------------------------------------------------
+# Access as in the back-office (backoffice.access.staff_required: login redirect, French
+# 403 page, no-store); any staff role may review documents.
 
 
 @require_GET

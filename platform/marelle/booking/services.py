@@ -1,0 +1,438 @@
+"""Enrolment and booking: every write goes through here (web, API, back-office, tasks).
+
+Capacity is taken with one conditional UPDATE per (establishment, unit, day) row of
+``Occupancy`` — never read-then-write in Python — and a réservation is all-or-nothing:
+if any line is refused, nothing of it is saved and the family is told which lines failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from marelle.audit.services import audit_record
+from marelle.billing.pricing import bracket_code, unit_price_cents
+from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation, ReservationCounter
+from marelle.catalog.models import Establishment, Period, Service, Unit
+from marelle.core import clock
+from marelle.core.commune import current_config
+from marelle.families.models import Child, Family
+
+
+# --- Configuration lookups ---------------------------------------------------------------
+
+
+def service_config(service: Service):
+    """The typed YAML of a service (rules, units, periods, pricing)."""
+    config = current_config()
+    return next(s for s in config.services if s.code == service.code)
+
+
+def commune_tz() -> ZoneInfo:
+    return ZoneInfo(current_config().identity.timezone)
+
+
+def family_bracket(family: Family) -> str | None:
+    config = current_config()
+    verified = bool(family.quotient_verified_until and family.quotient_verified_until >= clock.today())
+    return bracket_code(quotient=family.quotient, verified=verified, brackets=config.quotient_brackets)
+
+
+# --- Enrolment ----------------------------------------------------------------------------
+
+
+def age_in_months(birth: date, on: date) -> int:
+    months = (on.year - birth.year) * 12 + on.month - birth.month
+    return months - (1 if on.day < birth.day else 0)
+
+
+def enrolment_obstacles(child: Child, service: Service, period: Period) -> list[str]:
+    """Why ``child`` cannot be enrolled (empty list: it can), in French."""
+    reasons = []
+    age = age_in_months(child.birth_date, period.start)
+    if not service.min_age_months <= age <= service.max_age_months:
+        from marelle.portal.selectors import age_range_label
+
+        reasons.append(f"Âge hors de la tranche du service ({age_range_label(service.min_age_months, service.max_age_months)}"
+                       f" au {period.start:%d/%m/%Y})")
+    if child.status != Child.Status.ACTIVE:
+        reasons.append("Fiche enfant en attente de validation")
+    elif child.consent_at is None:
+        reasons.append("Fiche enfant incomplète (à valider avec « J'accepte »)")
+    reasons.extend(_missing_documents(child, service))
+    return reasons
+
+
+def _missing_documents(child: Child, service: Service) -> list[str]:
+    try:
+        from marelle.documents.selectors import missing_documents_for_service
+    except ImportError:
+        return []
+    return [f"Pièce manquante ou expirée : {label}" for label in missing_documents_for_service(child, service)]
+
+
+class EnrolmentRefused(Exception):
+    pass
+
+
+@transaction.atomic
+def enrolment_create(*, actor, child: Child, service: Service, establishment: Establishment, period: Period,
+                     habitual_days: dict | None = None) -> Enrolment:
+    if establishment.service_id != service.pk or period.service_id != service.pk:
+        raise EnrolmentRefused("Établissement ou période d'un autre service.")
+    obstacles = enrolment_obstacles(child, service, period)
+    if obstacles:
+        raise EnrolmentRefused(" ; ".join(obstacles))
+    now = timezone.now()
+    if period.enrolment_opens and now < period.enrolment_opens:
+        raise EnrolmentRefused(f"Les inscriptions ouvrent le {timezone.localtime(period.enrolment_opens):%d/%m/%Y à %H:%M}.")
+    if period.enrolment_closes and now >= period.enrolment_closes:
+        raise EnrolmentRefused("Les inscriptions à cette période sont closes.")
+    rules = service_config(service)
+    adhesion = rules.enrolment.adhesion
+    status = Enrolment.Status.ACCEPTED if rules.enrolment.mode == "automatic" else Enrolment.Status.PENDING
+    try:
+        with transaction.atomic():
+            enrolment = Enrolment.objects.create(
+                child=child, service=service, establishment=establishment, period=period, status=status,
+                habitual_days=habitual_days or {}, created_by=actor,
+                adhesion=(Enrolment.Adhesion.AWAITING_PAYMENT if adhesion and adhesion.payment == "immediate"
+                          else Enrolment.Adhesion.NOT_REQUIRED),
+                adhesion_amount_cents=adhesion.amount_cents if adhesion else 0)
+    except IntegrityError:
+        raise EnrolmentRefused(f"{child.first_name} est déjà inscrit·e à ce service pour cette période.") from None
+    audit_record(actor=actor, action="enrolment.created", target=f"enrolment:{enrolment.pk}",
+                 family_id=child.family_id, status=status)
+    return enrolment
+
+
+@transaction.atomic
+def enrolment_decide(*, staff, enrolment_id: int, accept: bool, reason: str = "") -> Enrolment:
+    enrolment = Enrolment.objects.select_for_update().get(pk=enrolment_id)
+    if enrolment.status != Enrolment.Status.PENDING:
+        raise EnrolmentRefused("Inscription déjà traitée.")
+    if not accept and not reason.strip():
+        raise EnrolmentRefused("Le motif du refus est obligatoire.")
+    enrolment.status = Enrolment.Status.ACCEPTED if accept else Enrolment.Status.REFUSED
+    enrolment.reason, enrolment.decided_by, enrolment.decided_at = reason.strip(), staff, timezone.now()
+    enrolment.save(update_fields=["status", "reason", "decided_by", "decided_at"])
+    audit_record(actor=staff, action="enrolment.accepted" if accept else "enrolment.refused",
+                 target=f"enrolment:{enrolment.pk}", family_id=enrolment.child.family_id)
+    return enrolment
+
+
+@transaction.atomic
+def enrolment_adhesion_paid(*, actor, enrolment_id: int, source: str = "guichet") -> Enrolment:
+    """The "payment required" step's exit: called by the settlement core when the adhesion's
+    payment is confirmed, or by staff at the desk until then. Idempotent."""
+    enrolment = Enrolment.objects.select_for_update().get(pk=enrolment_id)
+    if enrolment.adhesion == Enrolment.Adhesion.AWAITING_PAYMENT:
+        enrolment.adhesion, enrolment.adhesion_paid_at = Enrolment.Adhesion.PAID, timezone.now()
+        enrolment.save(update_fields=["adhesion", "adhesion_paid_at"])
+        audit_record(actor=actor, action="enrolment.adhesion_paid", target=f"enrolment:{enrolment.pk}",
+                     family_id=enrolment.child.family_id, source=source)
+    return enrolment
+
+
+# --- Réservations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    day: date
+    unit: str  # unit code
+    action: str = "book"  # "book" | "cancel"
+    start: time | None = None
+    end: time | None = None
+
+
+@dataclass
+class LineProblem:
+    change: Change
+    reason: str
+
+
+@dataclass
+class ReservationRejected(Exception):
+    problems: list[LineProblem] = field(default_factory=list)
+
+    def __str__(self):
+        return "; ".join(p.reason for p in self.problems)
+
+
+@dataclass
+class PlannedLine:
+    change: Change
+    unit: Unit
+    decision: object  # rules.Decision
+    price_cents: int
+
+
+def _calendar_for(service_conf):
+    from marelle.booking.calendar import ServiceCalendar
+
+    return ServiceCalendar(service_conf, current_config())
+
+
+def plan_changes(*, enrolment: Enrolment, changes: list[Change], now: datetime | None = None) -> tuple[list[PlannedLine], list[LineProblem]]:
+    """Evaluate every change against the rules, without writing anything (the recap)."""
+    from marelle.booking.rules import evaluate
+
+    now = now or timezone.now()
+    service_conf = service_config(enrolment.service)
+    period_conf = next(p for p in service_conf.periods if p.code == enrolment.period.code)
+    units = {u.code: u for u in Unit.objects.filter(service=enrolment.service, archived_at__isnull=True)}
+    unit_confs = {u.code: u for u in service_conf.units}
+    calendar = _calendar_for(service_conf)
+    tz = commune_tz()
+    bracket = family_bracket(enrolment.child.family)
+    planned, problems = [], []
+    seen = set()
+    if not enrolment.booking_open:
+        reason = ("Réservations fermées : l'adhésion doit d'abord être payée." if
+                  enrolment.adhesion == Enrolment.Adhesion.AWAITING_PAYMENT else
+                  "Réservations fermées : l'inscription n'est pas encore acceptée.")
+        return [], [LineProblem(c, reason) for c in changes]
+    for change in changes:
+        key = (change.day, change.unit)
+        if key in seen:
+            problems.append(LineProblem(change, f"{change.unit} le {change.day:%d/%m/%Y} demandé deux fois."))
+            continue
+        seen.add(key)
+        unit_conf = unit_confs.get(change.unit)
+        if unit_conf is None or change.unit not in units:
+            problems.append(LineProblem(change, f"Unité « {change.unit} » inconnue pour ce service."))
+            continue
+        if unit_conf.kind == "time_range" and change.action == "book":
+            problem = _check_time_range(change, unit_conf)
+            if problem:
+                problems.append(LineProblem(change, problem))
+                continue
+        decision = evaluate(change.action, now=now, day=change.day, unit=unit_conf, service=service_conf,
+                            period=period_conf, calendar=calendar, tz=tz)
+        if not decision.allowed:
+            problems.append(LineProblem(change, decision.reason))
+            continue
+        price = unit_price_cents(service_conf, change.unit, bracket=bracket, start=change.start, end=change.end)
+        planned.append(PlannedLine(change, units[change.unit], decision, price))
+    return planned, problems
+
+
+def _check_time_range(change: Change, unit_conf) -> str | None:
+    if not change.start or not change.end:
+        return f"Indiquez l'heure d'arrivée et de départ pour le {change.day:%d/%m/%Y}."
+    if change.end <= change.start:
+        return f"Le {change.day:%d/%m/%Y} : l'heure de départ doit suivre l'heure d'arrivée."
+    if change.start < unit_conf.start or change.end > unit_conf.end:
+        return (f"Le {change.day:%d/%m/%Y} : horaires en dehors de l'ouverture "
+                f"({unit_conf.start:%H:%M}–{unit_conf.end:%H:%M}).")
+    step = unit_conf.step_minutes
+    if (change.start.hour * 60 + change.start.minute) % step or (change.end.hour * 60 + change.end.minute) % step:
+        return f"Le {change.day:%d/%m/%Y} : horaires par pas de {step} minutes."
+    return None
+
+
+def _next_number() -> str:
+    year = clock.today().year
+    ReservationCounter.objects.get_or_create(year=year)
+    counter = ReservationCounter.objects.select_for_update().get(year=year)
+    counter.last += 1
+    counter.save(update_fields=["last"])
+    return f"R{year}-{counter.last:06d}"
+
+
+def _take_seat(establishment: Establishment, unit: Unit, day: date) -> bool:
+    capacity = establishment.unit_capacities.get(unit.code, establishment.capacity)
+    with connection.cursor() as cursor:
+        table = Occupancy._meta.db_table
+        cursor.execute(
+            f"INSERT INTO {table} (establishment_id, unit_id, day, capacity, taken) VALUES (%s, %s, %s, %s, 0) "
+            f"ON CONFLICT (establishment_id, unit_id, day) DO NOTHING",
+            [establishment.pk, unit.pk, day, capacity])
+        cursor.execute(
+            f"UPDATE {table} SET taken = taken + 1 WHERE establishment_id = %s AND unit_id = %s AND day = %s "
+            f"AND taken < capacity RETURNING taken",
+            [establishment.pk, unit.pk, day])
+        return cursor.fetchone() is not None
+
+
+def _release_seat(booking: Booking) -> None:
+    Occupancy.objects.filter(establishment_id=booking.establishment_id, unit_id=booking.unit_id, day=booking.day,
+                             taken__gt=0).update(taken=F("taken") - 1)
+    _promote_waiting(booking.establishment_id, booking.unit_id, booking.day)
+
+
+def _promote_waiting(establishment_id: int, unit_id: int, day: date) -> None:
+    """Offer a freed place to the first family on the waiting list, in order."""
+    waiting = (Booking.objects.select_for_update(skip_locked=True)
+               .filter(establishment_id=establishment_id, unit_id=unit_id, day=day, state=Booking.State.WAITING)
+               .order_by("waiting_since", "pk").select_related("establishment", "unit", "reservation").first())
+    if waiting is None or not _take_seat(waiting.establishment, waiting.unit, day):
+        return
+    rules = service_config(waiting.unit.service)
+    waiting.state = Booking.State.ACCEPTED if rules.booking.mode == "immediate" else Booking.State.REQUESTED
+    waiting.save(update_fields=["state", "updated_at"])
+    _refresh_reservation_state(waiting.reservation)
+    audit_record(actor=None, action="booking.promoted_from_waiting_list", target=f"booking:{waiting.pk}",
+                 family_id=waiting.child.family_id)
+    _notify_promotion(waiting)
+
+
+def _notify_promotion(booking: Booking) -> None:
+    from marelle.core.emails import send_templated_email
+
+    guardian = booking.child.family.primary_guardian
+    if guardian and guardian.user:
+        send_templated_email(to=guardian.user.email, template="booking_promoted",
+                             context={"booking": booking, "guardian": guardian})
+
+
+def _refresh_reservation_state(reservation: Reservation) -> None:
+    states = set(reservation.lines.values_list("state", flat=True))
+    if states <= {"refused"}:
+        state = Reservation.State.REFUSED
+    elif states & {"requested", "cancel_requested", "waiting"}:
+        state = Reservation.State.REQUESTED if not states & {"refused"} else Reservation.State.PARTIAL
+    elif "refused" in states:
+        state = Reservation.State.PARTIAL
+    else:
+        state = Reservation.State.ACCEPTED
+    if state != reservation.state:
+        reservation.state = state
+        reservation.save(update_fields=["state"])
+
+
+def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], idempotency_key: str = "",
+                       now: datetime | None = None) -> Reservation:
+    """Book and/or cancel days for one child in one numbered réservation, all or nothing."""
+    if idempotency_key:
+        existing = Reservation.objects.filter(created_by=actor, idempotency_key=idempotency_key).first()
+        if existing:
+            return existing
+    if not changes:
+        raise ReservationRejected([])
+    # A stable order for the row locks taken below: no deadlock between two submissions.
+    changes = sorted(changes, key=lambda c: (c.day, c.unit, c.action))
+    planned, problems = plan_changes(enrolment=enrolment, changes=changes, now=now)
+    if problems:
+        raise ReservationRejected(problems)
+    try:
+        with transaction.atomic():
+            return _write_reservation(actor, enrolment, planned, idempotency_key)
+    except IntegrityError as error:
+        if idempotency_key and "reservation_idempotency_per_user" in str(error):
+            return Reservation.objects.get(created_by=actor, idempotency_key=idempotency_key)
+        raise
+
+
+def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], idempotency_key: str) -> Reservation:
+    rules = service_config(enrolment.service)
+    when_full = rules.booking.when_full
+    child = Child.objects.select_for_update().get(pk=enrolment.child_id)  # one submission per child at a time
+    live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update().filter(
+        child=child, day__in=[p.change.day for p in planned], state__in=Booking.LIVE_STATES)}
+    reservation = Reservation.objects.create(number=_next_number(), child=child, enrolment=enrolment,
+                                             state=Reservation.State.ACCEPTED, created_by=actor,
+                                             idempotency_key=idempotency_key)
+    problems, total = [], 0
+    now = timezone.now()
+    for line in planned:
+        change, unit, decision = line.change, line.unit, line.decision
+        current = live.get((unit.pk, change.day))
+        if change.action == "book":
+            if current is not None:
+                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : déjà réservé ou demandé."))
+                continue
+            if _take_seat(enrolment.establishment, unit, change.day):
+                state = Booking.State.ACCEPTED if decision.outcome == "accepted" else Booking.State.REQUESTED
+            elif when_full == "waiting_list":
+                state = Booking.State.WAITING
+            else:
+                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : complet, plus de place."))
+                continue
+            Booking.objects.create(
+                reservation=reservation, enrolment=enrolment, child=child, establishment=enrolment.establishment,
+                unit=unit, day=change.day, start_time=change.start, end_time=change.end, action="book",
+                state=state, unit_price_cents=line.price_cents, surcharge_cents=decision.surcharge_cents,
+                late=decision.late, waiting_since=now if state == Booking.State.WAITING else None)
+            total += line.price_cents + decision.surcharge_cents
+        else:
+            if current is None or current.state == Booking.State.CANCEL_REQUESTED:
+                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : aucune réservation à annuler."))
+                continue
+            if current.state in (Booking.State.WAITING,) or decision.outcome == "accepted" or \
+                    current.state == Booking.State.REQUESTED:
+                # Leaving a waiting list or withdrawing a pending request needs nobody's approval.
+                seat = current.state != Booking.State.WAITING
+                current.state = Booking.State.CANCELLED
+                current.save(update_fields=["state", "updated_at"])
+                if seat:
+                    _release_seat(current)
+                state = Booking.State.CANCELLED
+            else:
+                current.state = Booking.State.CANCEL_REQUESTED
+                current.save(update_fields=["state", "updated_at"])
+                state = Booking.State.CANCEL_REQUESTED
+            Booking.objects.create(
+                reservation=reservation, enrolment=enrolment, child=child, establishment=enrolment.establishment,
+                unit=unit, day=change.day, action="cancel", state=_cancel_line_state(state),
+                unit_price_cents=-current.unit_price_cents if state == Booking.State.CANCELLED else 0)
+            if state == Booking.State.CANCELLED:
+                total -= current.unit_price_cents + current.surcharge_cents
+    if problems:
+        raise ReservationRejected(problems)  # rolls the whole transaction back
+    reservation.total_cents = total
+    reservation.save(update_fields=["total_cents"])
+    _refresh_reservation_state(reservation)
+    audit_record(actor=actor, action="reservation.submitted", target=f"reservation:{reservation.number}",
+                 family_id=child.family_id, lines=len(planned))
+    return reservation
+
+
+def _cancel_line_state(state: str) -> str:
+    # A cancellation line records the request itself: done, or waiting for staff.
+    return Booking.State.CANCELLED if state == Booking.State.CANCELLED else Booking.State.CANCEL_REQUESTED
+
+
+# --- Staff decisions ------------------------------------------------------------------------
+
+
+class DecisionRefused(Exception):
+    pass
+
+
+@transaction.atomic
+def booking_decide(*, staff, booking_ids: list[int], accept: bool, reason: str = "") -> list[Booking]:
+    """Accept or refuse booking requests and cancellation requests, in bulk."""
+    if not accept and not reason.strip():
+        raise DecisionRefused("Le motif du refus est obligatoire.")
+    decided = []
+    bookings = (Booking.objects.select_for_update().filter(pk__in=booking_ids, action="book")
+                .select_related("reservation", "child").order_by("day", "pk"))
+    for booking in bookings:
+        now = timezone.now()
+        if booking.state == Booking.State.REQUESTED:
+            booking.state = Booking.State.ACCEPTED if accept else Booking.State.REFUSED
+            if not accept:
+                _release_seat(booking)
+        elif booking.state == Booking.State.CANCEL_REQUESTED:
+            booking.state = Booking.State.CANCELLED if accept else Booking.State.ACCEPTED
+            if accept:
+                _release_seat(booking)
+            Booking.objects.filter(reservation__child=booking.child, unit=booking.unit, day=booking.day,
+                                   action="cancel", state=Booking.State.CANCEL_REQUESTED).update(
+                state=Booking.State.CANCELLED if accept else Booking.State.REFUSED, decided_by=staff, decided_at=now)
+        else:
+            continue
+        booking.reason, booking.decided_by, booking.decided_at = reason.strip(), staff, now
+        booking.save(update_fields=["state", "reason", "decided_by", "decided_at", "updated_at"])
+        _refresh_reservation_state(booking.reservation)
+        audit_record(actor=staff, action="booking.accepted" if accept else "booking.refused",
+                     target=f"booking:{booking.pk}", family_id=booking.child.family_id)
+        decided.append(booking)
+    return decided
