@@ -6,10 +6,16 @@ import pytest
 import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-
 from marelle.audit.models import AuditEvent
 from marelle.catalog.models import AuthorisationType
-from marelle.families.models import ChangeRequest, Child, ChildAuthorisation, ChildContact, ChildHealth
+from marelle.families.models import (
+    ChangeRequest,
+    Child,
+    ChildAuthorisation,
+    ChildContact,
+    ChildHealth,
+)
+
 from tests.factories import make_family
 
 URL = "/api/v1/enfants/"
@@ -125,7 +131,7 @@ def test_update_needs_consent_and_valid_values(api, family):
     assert response.json() == {"birth_date": ["La date de naissance semble erronée (plus de 25 ans)."]}
     response = api.patch(f"{URL}{child.pk}/", {"birth_date": "pas une date", "consent": True}, format="json")
     assert response.status_code == 400
-    assert "Format de date invalide" in response.json()["birth_date"][0]
+    assert response.json()["birth_date"][0].startswith("La date n'a pas le bon format.")
     child.refresh_from_db()
     assert child.school == ""
 
@@ -224,6 +230,14 @@ def test_contacts_crud(api, family):
     assert api.delete(f"{url}{contact_id}/").status_code == 204
     assert not ChildContact.objects.filter(pk=contact_id).exists()
     assert AuditEvent.objects.filter(action="contact.deleted", family_id=family.pk).exists()
+
+
+def test_contact_defaults(api, family):
+    child = child_of(family)
+    body = {k: v for k, v in CONTACT.items() if k not in ("is_emergency_contact", "can_pick_up")}
+    response = api.post(f"{URL}{child.pk}/contacts/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert (response.json()["is_emergency_contact"], response.json()["can_pick_up"]) == (True, False)
 
 
 def test_contact_bad_input(api, family):

@@ -1,7 +1,6 @@
 """GET/PATCH /api/v1/famille/: the household and its guardians, through record_change."""
 
 from django.db import connection
-
 from marelle.audit.models import AuditEvent
 from marelle.families.models import ChangeRequest, Family, Guardian
 

@@ -52,11 +52,9 @@ def family_client(family, in_alpha):
 @pytest.fixture
 def with_validation(monkeypatch):
     """The commune validates families' changes (alpha's YAML does not)."""
-    from marelle.core.commune import current_config
     from marelle.families import services
 
     monkeypatch.setattr(services, "needs_validation", lambda actor: not getattr(actor, "is_commune_staff", False))
-    return current_config
 
 
 def patch_families_config(monkeypatch, **changes):

@@ -3,8 +3,8 @@
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import NoReverseMatch, reverse
-
 from marelle.audit.models import AuditEvent
+
 from tests.factories import make_staff
 
 User = get_user_model()

@@ -1,7 +1,6 @@
 """The staff queue of families' change requests: accept applies, refuse needs a reason."""
 
 import pytest
-
 from marelle.families.models import ChangeRequest, Child, HealthDataAccess
 from marelle.families.services import child_create, record_change
 
@@ -34,7 +33,7 @@ def test_queue_shows_each_field_with_its_french_name_previous_and_new_value(staf
     client, _ = staff_client("agent")
     body = client.get("/gestion/demandes/").content.decode()
     assert "1 demande en attente" in body
-    assert "Modification de un responsable (Claire Martin)" in body
+    assert "Modification d&#x27;un responsable (Claire Martin)" in body
     assert "Téléphone portable" in body and "06 12 34 56 78" in body and "07 00 00 00 01" in body
     assert "Ville" in body and "Alixan" in body and "Valence" in body
     assert "Famille Martin" in body and 'name="reason"' in body
@@ -110,7 +109,7 @@ def test_already_decided_request_gets_a_clear_message(staff_client, family, phon
 def test_decision_from_the_family_page_returns_there(staff_client, family, phone_request):
     client, _ = staff_client("agent")
     page = client.get(f"/gestion/familles/{family.pk}/").content.decode()
-    assert "Modification de un responsable" in page and "Valence" in page
+    assert "Modification d&#x27;un responsable" in page and "Valence" in page
     response = client.post(f"/gestion/demandes/{phone_request.pk}/accepter/",
                            {"next": f"/gestion/familles/{family.pk}/"})
     assert response["Location"] == f"/gestion/familles/{family.pk}/"
@@ -146,7 +145,7 @@ def test_accepting_a_new_child_makes_it_active(staff_client, family):
 def test_agent_sees_that_a_health_request_exists_but_not_its_content(staff_client, family, health_request):
     client, _ = staff_client("agent")
     body = client.get("/gestion/demandes/").content.decode()
-    assert "Modification de les renseignements médicaux de Léa" in body
+    assert "Modification des renseignements médicaux de Léa" in body
     assert "ventoline" not in body and "réservés aux rôles suivants" in body
     assert f"/gestion/demandes/{health_request.pk}/accepter/" not in body
     assert client.post(f"/gestion/demandes/{health_request.pk}/accepter/").status_code == 403
@@ -207,3 +206,11 @@ def test_queue_queries_do_not_grow_with_requests(staff_client, family, django_as
 # Measured: 8 SQL queries (16 with django-tenants' SET search_path before each), health requests
 # included; one query of room.
 QUEUE_MAX_QUERIES = 18
+
+
+def test_decided_request_page_shows_the_decision_without_forms(staff_client, phone_request):
+    client, _ = staff_client("agent")
+    client.post(f"/gestion/demandes/{phone_request.pk}/refuser/", {"reason": "Adresse hors commune"})
+    body = client.get(f"/gestion/demandes/{phone_request.pk}/").content.decode()
+    assert "Refusée" in body and "Adresse hors commune" in body and "Valence" in body
+    assert "/accepter/" not in body and 'name="reason"' not in body

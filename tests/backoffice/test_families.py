@@ -1,14 +1,12 @@
 """Staff side of families: search, the family page, health data reads (traced), the desk."""
 
-from datetime import date
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import Client
-
 from marelle.catalog.models import AuthorisationType
 from marelle.families.models import ChildAuthorisation, ChildContact, Family, HealthDataAccess
+
 from tests.backoffice.conftest import HOST, client_for, patch_families_config
 from tests.factories import make_family, make_staff
 

@@ -2,7 +2,8 @@
 commune only). /api/schema/ is the OpenAPI description."""
 
 from django.urls import include, path
-from marelle.api.views import auth, children, family, schema
+
+from marelle.api.views import auth, children, documents, family, schema
 
 app_name = "api"
 
@@ -17,6 +18,9 @@ v1 = [
          name="child-contact"),
     path("enfants/<int:child_id>/autorisations/", children.AuthorisationListApi.as_view(),
          name="child-authorisations"),
+    path("documents/", documents.DocumentListApi.as_view(), name="documents"),
+    path("documents/a-fournir/", documents.DocumentSlotListApi.as_view(), name="document-slots"),
+    path("documents/<int:document_id>/fichier/", documents.DocumentFileApi.as_view(), name="document-file"),
 ]
 
 urlpatterns = [

@@ -42,14 +42,17 @@ def form_errors(form, rename=None) -> dict:
 
 
 def run_model_form(form_class, *, instance=None, data: dict, form_kwargs: dict | None = None):
-    """Bind ``form_class`` on the current values of ``instance`` overlaid with ``data`` and
-    validate it. Returns the bound form (check ``is_valid()``).
+    """Bind ``form_class`` on the current values of ``instance`` (or the model's defaults)
+    overlaid with ``data`` and validate it. Returns the bound form (check ``is_valid()``).
 
     The form gets a copy of ``instance``: a ModelForm writes cleaned values into its
     instance, and the services must see the unchanged record to compute what changed.
     """
     fields = form_class._meta.fields
-    current = django_forms.model_to_dict(instance, fields=fields) if instance is not None else {}
+    # On create, the model's defaults: a boolean the client leaves out keeps its default
+    # (an HTML form would read it as an unticked box).
+    current = django_forms.model_to_dict(instance if instance is not None else form_class._meta.model(),
+                                         fields=fields)
     bound = form_class(data={**current, **data}, instance=copy.copy(instance) if instance is not None else None,
                        **(form_kwargs or {}))
     bound.is_valid()

@@ -20,7 +20,11 @@ from marelle.backoffice.forms import DeskFamilyForm, RefuseForm, StaffAccountFor
 from marelle.core import clock
 from marelle.core.commune import current_config
 from marelle.families.models import ChangeRequest, Child, Family
-from marelle.families.services import ChangeRequestClosed, change_request_accept, change_request_refuse
+from marelle.families.services import (
+    ChangeRequestClosed,
+    change_request_accept,
+    change_request_refuse,
+)
 
 PAGE_SIZE = 25
 ADMIN_ROLES = (User.StaffRole.ADMINISTRATEUR,)
@@ -82,17 +86,24 @@ class RequestItem:
 
 
 def request_items(staff, change_requests, *, forms: dict | None = None,
-                  health_already_revealed: bool = False) -> list[RequestItem]:
-    """Build the display of ``change_requests``; health ones are shown (and their read
-    recorded, unless the page already recorded it) only to the roles allowed by config."""
+                  health_children: dict[int, int] | None = None,
+                  revealed_child_ids: frozenset[int] = frozenset()) -> list[RequestItem]:
+    """Build the display of ``change_requests``. Health ones are shown only to the roles the
+    config allows, and each such display is recorded as a read of that child's health data,
+    except for ``revealed_child_ids`` (the page already recorded them).
+
+    ``health_children`` (ChildHealth id -> child id) spares a query when the caller knows it.
+    """
     change_requests = list(change_requests)
     health_allowed = services.health_data_allowed(staff)
-    health_children = ({} if health_already_revealed or not health_allowed
-                       else selectors.health_request_children(change_requests))
-    if health_children:
-        visible_children = [health_children[cr.object_id] for cr in change_requests
-                            if selectors.is_health_request(cr) and cr.object_id in health_children]
-        services.reveal_health_data(staff=staff, children=visible_children, context=services.CHANGE_REQUEST)
+    health_requests = [cr for cr in change_requests if selectors.is_health_request(cr)]
+    if health_allowed and health_requests:
+        if health_children is None:
+            health_children = selectors.health_request_children(health_requests)
+        to_record = [health_children[cr.object_id] for cr in health_requests
+                     if cr.object_id in health_children and health_children[cr.object_id] not in revealed_child_ids]
+        if to_record:
+            services.reveal_health_data(staff=staff, children=to_record, context=services.CHANGE_REQUEST)
     items = []
     for cr in change_requests:
         health = selectors.is_health_request(cr)
@@ -139,7 +150,10 @@ def family_detail(request, family_id):
         "health_refusal": "" if show_health else _health_refusal_text(),
         "bracket": selectors.quotient_bracket(config, family.quotient),
         "documents": selectors.family_documents(family),
-        "requests": request_items(request.user, family.pending_requests, health_already_revealed=show_health),
+        "requests": request_items(
+            request.user, family.pending_requests,
+            health_children={c.health.pk: c.pk for c in children if getattr(c, "health", None)},
+            revealed_child_ids=frozenset(c.pk for c in current) if show_health else frozenset()),
         "here": request.get_full_path(),
     })
 

@@ -163,3 +163,16 @@ def pending_documents():
 
 def pending_documents_count() -> int:
     return Document.objects.pending().count()
+
+
+def missing_documents_for_service(child: Child, service: Service, *, today: date | None = None) -> list[str]:
+    """Labels of the pieces ``service`` requires that ``child`` (or its family) has not
+    provided: no valid accepted document and none waiting to be checked."""
+    status = document_status_for_family(child.family, today=today)
+    missing = []
+    for slot in status.slots:
+        needs_it = any(s.pk == service.pk for s in slot.required_for)
+        concerns_child = slot.child is None or slot.child.pk == child.pk
+        if needs_it and concerns_child and slot.is_missing:
+            missing.append(slot.label)
+    return missing

@@ -32,8 +32,9 @@ TARGETS: dict[str, type[models.Model]] = {
     "child": Child,
     "health": ChildHealth,
 }
-TARGET_LABELS = {"family": "le foyer", "guardian": "un responsable", "child": "la fiche de", "health":
-                 "les renseignements médicaux de"}
+# "Modification de …" / "Modification du …": the French article decides the contraction.
+TARGET_LABELS = {"family": "du foyer", "guardian": "d'un responsable", "child": "de la fiche de",
+                 "health": "des renseignements médicaux de"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def record_change(*, actor, family: Family, target: str, instance: models.Model,
         else:
             request = ChangeRequest.objects.create(
                 family=family, target=target, object_id=instance.pk, action=ChangeRequest.Action.UPDATE,
-                data=payload, previous=previous, summary=f"Modification de {_describe(target, instance)}",
+                data=payload, previous=previous, summary=f"Modification {_describe(target, instance)}",
                 requested_by=actor)
         audit_record(actor=actor, action=f"{target}.change_requested", target=f"{target}:{instance.pk}",
                      family_id=family.pk, fields=sorted(diff))
@@ -181,6 +182,8 @@ def change_request_accept(*, staff, change_request_id: int) -> ChangeRequest:
         from marelle.accounts.services import apply_email_change
 
         apply_email_change(get_user_model().objects.get(pk=request.object_id), request.data["email"])
+    elif request.action == ChangeRequest.Action.DELETE:
+        raise ChangeRequestClosed("Les demandes de suppression ne sont pas prises en charge.")
     elif request.action == ChangeRequest.Action.UPDATE:
         model = TARGETS[request.target]
         instance = model.objects.select_for_update().get(pk=request.object_id)

@@ -11,7 +11,11 @@ from rest_framework.views import APIView
 
 from marelle.api import services
 from marelle.api.permissions import AUTHENTICATION_CLASSES, FAMILIES_ONLY
-from marelle.api.serializers import ErrorDetailSerializer, TokenInputSerializer, TokenOutputSerializer
+from marelle.api.serializers import (
+    ErrorDetailSerializer,
+    TokenInputSerializer,
+    TokenOutputSerializer,
+)
 from marelle.families.permissions import family_of
 
 INVALID_LOGIN = "Adresse e-mail ou mot de passe incorrect."

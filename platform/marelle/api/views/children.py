@@ -17,7 +17,13 @@ from marelle.api.serializers import (
     PendingChangesSerializer,
 )
 from marelle.api.validation import families_forms, form_errors
-from marelle.api.views.base import COMMON_ERRORS, INPUT_ERRORS, NOT_FOUND, FamilyApi, pending_response
+from marelle.api.views.base import (
+    COMMON_ERRORS,
+    INPUT_ERRORS,
+    NOT_FOUND,
+    FamilyApi,
+    pending_response,
+)
 from marelle.catalog.models import AuthorisationType
 from marelle.families.models import Child, ChildHealth
 from marelle.families.permissions import can_read_health_data, child_of_family

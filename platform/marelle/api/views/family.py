@@ -2,7 +2,11 @@ from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from marelle.api.serializers import FamilySerializer, FamilyUpdateSerializer, PendingChangesSerializer
+from marelle.api.serializers import (
+    FamilySerializer,
+    FamilyUpdateSerializer,
+    PendingChangesSerializer,
+)
 from marelle.api.views.base import COMMON_ERRORS, INPUT_ERRORS, FamilyApi, pending_response
 from marelle.families.models import ChangeRequest, Family
 from marelle.families.services import record_change
