@@ -62,7 +62,8 @@ def test_list_has_no_n_plus_one(alpha, client_for, django_assert_max_num_queries
         counts.append(len(queries))
     assert len(response.json()) == 6
     assert counts[0] == counts[1], counts
-    with django_assert_max_num_queries(8):
+    # Domain, token + user, guardian, children (django-tenants adds a SET search_path to each).
+    with django_assert_max_num_queries(10):
         client.get(URL)
 
 
@@ -95,6 +96,23 @@ def test_create_bad_input(api, family):
     assert errors["diet_details"] == ["Précisez le régime alimentaire."]
     assert errors["consent"] == ["Cochez « J'accepte » pour enregistrer la fiche."]
     assert family.children.count() == 1
+
+
+def test_create_with_health(api, family):
+    response = api.post(URL, {**NEW_CHILD, "health": {"pai": True, "pai_details": "Asthme : ventoline",
+                                                      "allergies": {"asthme": {"has": True, "details": "effort"}}}},
+                        format="json")
+    assert response.status_code == 201, response.json()
+    health = ChildHealth.objects.get(child_id=response.json()["id"])
+    assert health.pai is True and health.allergies == {"asthme": {"has": True, "details": "effort"}}
+
+    response = api.post(URL, {**NEW_CHILD, "health": {"pai": True, "consent": True}}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"health": {"consent": ["Champ inconnu."]}}
+    response = api.post(URL, {**NEW_CHILD, "health": {"pai": True}}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"health": {"pai_details": ["Précisez le PAI (allergie, traitement, conduite à tenir)."]}}
+    assert family.children.count() == 2
 
 
 def test_create_pending_when_the_commune_validates(api, family, validation_required):

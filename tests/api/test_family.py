@@ -106,3 +106,28 @@ def test_patch_without_change(api, family):
     response = api.patch(URL, {"quotient": 650}, format="json")
     assert response.status_code == 200
     assert not AuditEvent.objects.filter(action="family.updated").exists()
+
+
+SECOND = {"civility": "m", "last_name": "Martin", "first_name": "Paul", "phone_mobile": "0611223344",
+          "address_line": "1 place de la Mairie", "postcode": "26300", "city": "Alixan"}
+
+
+def test_add_second_guardian(api, family):
+    response = api.post(f"{URL}responsables/", SECOND, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["position"], body["phone_mobile"], body["has_account"]) == (2, "06 11 22 33 44", False)
+    assert [g["first_name"] for g in api.get(URL).json()["guardians"]] == ["Claire", "Paul"]
+
+    response = api.post(f"{URL}responsables/", SECOND, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["Le foyer a déjà deux responsables légaux : modifiez le second."]}
+
+
+def test_add_second_guardian_bad_input(api, family):
+    response = api.post(f"{URL}responsables/", {**SECOND, "phone_mobile": "", "city": "Lyon"}, format="json")
+    assert response.status_code == 400
+    errors = response.json()
+    assert errors["phone_mobile"] == ["Indiquez au moins un numéro de téléphone."]
+    assert errors["city"][0].startswith("Cette ville ne correspond pas au code postal 26300")
+    assert family.guardians.count() == 1

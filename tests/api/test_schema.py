@@ -9,6 +9,7 @@ from .conftest import ALPHA_HOST
 PATHS = {
     "/api/v1/token/": {"post", "delete"},
     "/api/v1/famille/": {"get", "patch"},
+    "/api/v1/famille/responsables/": {"post"},
     "/api/v1/enfants/": {"get", "post"},
     "/api/v1/enfants/{child_id}/": {"get", "patch"},
     "/api/v1/enfants/{child_id}/sante/": {"get", "patch"},

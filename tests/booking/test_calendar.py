@@ -9,7 +9,6 @@ import copy
 from datetime import date, timedelta
 
 import pytest
-
 from marelle.booking.calendar import (
     Closed,
     ServiceCalendar,
@@ -17,6 +16,7 @@ from marelle.booking.calendar import (
     school_holiday_coverage,
     school_holidays,
 )
+
 from tenants.commune_config.schema import CommuneConfig, Service
 
 # --- Builders (also used by test_rules) ---------------------------------------------------------

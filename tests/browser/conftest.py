@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.wsgi import get_wsgi_application
-from django.db import connection
+from tests.support import create_committed_commune, drop_committed_commune, in_own_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -30,55 +30,17 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def in_own_connection(function):
-    """Run ``function`` in a thread, hence on a connection of its own in autocommit: what
-    it writes is committed and visible to the server thread, whatever transaction the test's
-    own connection is in."""
-    from django.db import connections
-
-    outcome = {}
-
-    def target():
-        try:
-            outcome["value"] = function()
-        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
-            outcome["error"] = error
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
-
-
 @pytest.fixture
-def browser_commune(db, django_db_blocker):
+def browser_commune(db):
     """A commune `navigateur` answering on navigateur.localhost (Chromium resolves *.localhost)."""
-    from tenants.commune_config.validation import validate_text
-    from tenants.models import Commune, Domain
-    from tenants.sync import sync_commune
+    from tenants.models import Domain
 
-    text = (ROOT / "tests" / "fixtures" / "communes" / "alpha.yaml").read_text()
-    text = text.replace("slug: alpha", "slug: navigateur").replace("domains:\n  - famille.alpha.example\n", "")
-
-    def create():
-        loaded, errors = validate_text(text, "navigateur.yaml", expected_slug="navigateur")
-        assert not errors, errors
-        Commune.objects.filter(slug="navigateur").first() and Commune.objects.get(slug="navigateur").delete(force_drop=True)
-        plan = sync_commune(loaded)
-        assert plan.outcome == "created", plan.error
-        commune = Commune.objects.get(slug="navigateur")
-        Domain.objects.create(tenant=commune, domain="navigateur.localhost", is_primary=False)
-        return commune
-
-    commune = in_own_connection(create)
+    commune = create_committed_commune("navigateur")
+    in_own_connection(lambda: Domain.objects.create(tenant_id=commune.pk, domain="navigateur.localhost"))
     try:
         yield commune
     finally:
-        in_own_connection(lambda: Commune.objects.get(pk=commune.pk).delete(force_drop=True))
+        drop_committed_commune(commune)
 
 
 @pytest.fixture

@@ -99,6 +99,17 @@ class FamilySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class GuardianCreateSerializer(FormValidatedSerializer):
+    """Le second responsable légal (sans compte sur le portail)."""
+
+    form_name = "GuardianForm"
+
+    class Meta:
+        model = Guardian
+        fields = ["civility", "last_name", "first_name", "email", "phone_mobile", "phone_home", "phone_work",
+                  "address_line", "address_complement", "postcode", "city", "profession", "employer"]
+
+
 class GuardianUpdateSerializer(FormValidatedSerializer):
     """Un responsable légal, désigné par son identifiant ; seuls les champs envoyés changent."""
 
@@ -266,18 +277,32 @@ class HealthSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
                              for code, _label in ALLERGIES}
         return data
 
+    consent_required = True
+
     def validate(self, attrs):
-        consent = consent_errors(attrs)
+        consent = consent_errors(attrs) if self.consent_required else {}
         attrs.pop("consent", None)
         form_class = families_forms().HealthForm
-        current = form_class(health=self.instance).initial
-        data = {**current, **_health_to_form(attrs)}
-        form = form_class(data=data, health=self.instance)
+        # The record's current values (a new record's defaults), overlaid with what was sent.
+        health = self.instance if self.instance is not None else ChildHealth()
+        data = {**form_class(health=health).initial, **_health_to_form(attrs)}
+        form = form_class(data=data, health=health)
         errors = {} if form.is_valid() else form_errors(form, rename=_health_field_path)
         if errors or consent:
             raise serializers.ValidationError({**errors, **consent})
         values = form.health_values()
-        return {name: values[name] for name in attrs}
+        return {name: values[name] for name in attrs} if self.instance is not None else values
+
+
+class HealthCreateSerializer(HealthSerializer):
+    """Renseignements médicaux donnés à l'ajout de l'enfant (facultatifs)."""
+
+    consent_required = False
+    consent = None  # the child's own « J'accepte » covers it
+
+    class Meta(HealthSerializer.Meta):
+        fields = [name for name in HealthSerializer.Meta.fields if name not in ("consent", "updated_at")]
+        read_only_fields = []
 
 
 def _health_to_form(attrs: dict) -> dict:
@@ -315,6 +340,21 @@ def _health_field_path(name: str):
                     return (key, rest[: -len(suffix)], field)
             return (key, rest) if suffixes[""] is None else (key, rest, suffixes[""])
     return name
+
+
+class ChildCreateSerializer(ChildInputSerializer):
+    health = HealthCreateSerializer(required=False, help_text=_(
+        "Renseignements médicaux (facultatif ; sinon une fiche vide, à compléter par /sante/)."))
+
+    class Meta(ChildInputSerializer.Meta):
+        fields = [*ChildInputSerializer.Meta.fields, "health"]
+
+    def validate(self, attrs):
+        health = attrs.pop("health", None)
+        data = super().validate(attrs)
+        if health is not None:
+            data["health"] = health
+        return data
 
 
 # --- Contacts ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ app_name = "api"
 v1 = [
     path("token/", auth.TokenApi.as_view(), name="token"),
     path("famille/", family.FamilyDetailApi.as_view(), name="family"),
+    path("famille/responsables/", family.FamilyGuardianCreateApi.as_view(), name="family-guardians"),
     path("enfants/", children.ChildListApi.as_view(), name="children"),
     path("enfants/<int:child_id>/", children.ChildDetailApi.as_view(), name="child"),
     path("enfants/<int:child_id>/sante/", children.ChildHealthApi.as_view(), name="child-health"),

@@ -119,6 +119,16 @@ def school_holidays(zone: str, year: int) -> dict[date, str]:
             if day.year == year and row[key]}
 
 
+def preload(years: Iterable[int] = (), zones: Iterable[str] = ("A", "B", "C")) -> None:
+    """Load both sources now (≈150 ms once per process) rather than on the first planning:
+    call it at start-up, before the web/worker processes fork."""
+    _school_holiday_data()
+    for year in years:
+        public_holidays(year)
+        for zone in zones:
+            school_holidays(zone, year)
+
+
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 

@@ -78,7 +78,7 @@ class Reservation(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["created_by", "idempotency_key"], condition=~Q(idempotency_key=""),
-                                    name="reservation_idempotency_per_user"),
+                                    nulls_distinct=False, name="reservation_idempotency_per_user"),
         ]
 
     def __str__(self):

@@ -45,6 +45,11 @@ A local wall-clock time is made an instant by :func:`local_instant`, determinist
 - a time that happens twice (02:30 on the last Sunday of October) is the first occurrence
   (``fold=0``, summer time): 02:30 CEST = 00:30 UTC.
 
+Instants are returned in the commune's zone (for display) but every sum and comparison
+here is done in UTC. Beware of PEP 495 when comparing them yourself: an aware datetime in
+the repeated hour of October never compares *equal* (``==``) to one in another zone (its
+ordering comparisons are right); compare ``.astimezone(timezone.utc)`` values.
+
 What is refused, in this order
 ------------------------------
 a past day (or today once the unit has started), a day outside the period, a closed day
@@ -63,7 +68,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -135,7 +140,7 @@ def _resolve(naive: datetime, tz: ZoneInfo) -> datetime:
         return naive.astimezone(tz)
     # fold=0 reads a time in the gap with the offset before the change (→ shift forward)
     # and an ambiguous time as its first occurrence; the UTC round trip normalises.
-    return naive.replace(tzinfo=tz, fold=0).astimezone(timezone.utc).astimezone(tz)
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
 
 
 def week_start(day: date) -> date:
@@ -169,7 +174,7 @@ def deadline_instant(deadline: Deadline, day: date, *, unit_start: time | None, 
                 left -= 1
         return local_instant(target, deadline.at, tz)
     if kind == "hours_before":
-        start = local_instant(day, unit_start or _MIDNIGHT, tz).astimezone(timezone.utc)
+        start = local_instant(day, unit_start or _MIDNIGHT, tz).astimezone(UTC)
         return (start - timedelta(hours=deadline.amount)).astimezone(tz)
     if kind == "day_of_previous_month":
         previous = day.replace(day=1) - timedelta(days=1)
@@ -178,8 +183,8 @@ def deadline_instant(deadline: Deadline, day: date, *, unit_start: time | None, 
 
 
 def in_time(deadline_at: datetime, now: datetime) -> bool:
-    """True while ``now`` is before the end of the deadline's minute."""
-    return now < deadline_at + GRACE
+    """True while ``now`` is before the end of the deadline's minute (compared in UTC)."""
+    return now.astimezone(UTC) < deadline_at.astimezone(UTC) + GRACE
 
 
 # --- Decisions ----------------------------------------------------------------------------------
@@ -235,7 +240,8 @@ def evaluate(action: Action, *, now: datetime, day: date, unit: Unit | None, ser
     if day < today:
         return _refused("past", f"{verb} impossible pour le {day_text} : ce jour est passé.", "Jour passé")
     unit_start = unit.start if unit is not None else None
-    if day == today and unit_start is not None and now >= local_instant(day, unit_start, tz):
+    if day == today and unit_start is not None and \
+            now.astimezone(UTC) >= local_instant(day, unit_start, tz).astimezone(UTC):
         return _refused("started", f"{verb} impossible pour le {day_text} : « {unit.label} » a commencé "
                                    f"à {unit_start:%H:%M}.", "Créneau commencé")
 
@@ -264,7 +270,7 @@ def evaluate(action: Action, *, now: datetime, day: date, unit: Unit | None, ser
     if booking and period is not None:
         if period.booking_opens is not None:
             opens = _resolve(period.booking_opens, tz)
-            if now < opens:
+            if now.astimezone(UTC) < opens.astimezone(UTC):
                 when = format_datetime(opens)
                 return _refused("not_open_yet", f"Réservation impossible pour le {day_text} : les réservations "
                                                 f"ouvrent le {when}.", f"Les réservations ouvrent le {when}")

@@ -247,17 +247,21 @@ def _next_number() -> str:
 
 
 def _take_seat(establishment: Establishment, unit: Unit, day: date) -> bool:
-    capacity = establishment.unit_capacities.get(unit.code, establishment.capacity)
+    """Take one place, or return False when the day is full. One statement decides: the
+    establishment's current capacity (from the YAML, per unit if set) is read inside it."""
+    table, establishments = Occupancy._meta.db_table, Establishment._meta.db_table
+    capacity = (f"(SELECT COALESCE((e.unit_capacities ->> %(unit_code)s)::int, e.capacity) "
+                f"FROM {establishments} e WHERE e.id = %(establishment)s)")
+    params = {"establishment": establishment.pk, "unit": unit.pk, "unit_code": unit.code, "day": day}
     with connection.cursor() as cursor:
-        table = Occupancy._meta.db_table
         cursor.execute(
-            f"INSERT INTO {table} (establishment_id, unit_id, day, capacity, taken) VALUES (%s, %s, %s, %s, 0) "
-            f"ON CONFLICT (establishment_id, unit_id, day) DO NOTHING",
-            [establishment.pk, unit.pk, day, capacity])
+            f"INSERT INTO {table} (establishment_id, unit_id, day, capacity, taken) "
+            f"VALUES (%(establishment)s, %(unit)s, %(day)s, {capacity}, 0) "
+            f"ON CONFLICT (establishment_id, unit_id, day) DO NOTHING", params)
         cursor.execute(
-            f"UPDATE {table} SET taken = taken + 1 WHERE establishment_id = %s AND unit_id = %s AND day = %s "
-            f"AND taken < capacity RETURNING taken",
-            [establishment.pk, unit.pk, day])
+            f"UPDATE {table} SET taken = taken + 1, capacity = {capacity} "
+            f"WHERE establishment_id = %(establishment)s AND unit_id = %(unit)s AND day = %(day)s "
+            f"AND taken < {capacity} RETURNING taken", params)
         return cursor.fetchone() is not None
 
 
@@ -334,6 +338,11 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
     rules = service_config(enrolment.service)
     when_full = rules.booking.when_full
     child = Child.objects.select_for_update().get(pk=enrolment.child_id)  # one submission per child at a time
+    if idempotency_key:
+        # A retry that waited for the lock behind its first attempt finds it done here.
+        existing = Reservation.objects.filter(created_by=actor, idempotency_key=idempotency_key).first()
+        if existing:
+            return existing
     live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update().filter(
         child=child, day__in=[p.change.day for p in planned], state__in=Booking.LIVE_STATES)}
     reservation = Reservation.objects.create(number=_next_number(), child=child, enrolment=enrolment,

@@ -9,6 +9,7 @@ from marelle.api.serializers import (
     AuthorisationSerializer,
     AuthorisationsInputSerializer,
     ChangeRequestSerializer,
+    ChildCreateSerializer,
     ChildInputSerializer,
     ChildSerializer,
     ContactInputSerializer,
@@ -68,15 +69,18 @@ class ChildListApi(FamilyApi):
 
     @extend_schema(
         tags=[CHILDREN], operation_id="enfants_create", summary="Ajouter un enfant",
-        description="Réponse 201 avec la fiche créée, ou 202 si la commune valide les ajouts : l'enfant est "
-                    "alors en attente (status pending) et la demande est jointe.",
-        request=ChildInputSerializer,
+        description="« consent » (J'accepte) est obligatoire ; les renseignements médicaux peuvent être donnés "
+                    "dans la même requête. Réponse 201 avec la fiche créée, ou 202 si la commune valide les "
+                    "ajouts : l'enfant est alors en attente (status pending) et la demande est jointe.",
+        request=ChildCreateSerializer,
         responses={201: ChildSerializer, 202: ChildPendingSerializer, **INPUT_ERRORS, **COMMON_ERRORS},
     )
     def post(self, request):
-        serializer = ChildInputSerializer(data=request.data)
+        serializer = ChildCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        child, result = child_create(actor=request.user, family=self.family, data=serializer.validated_data)
+        data = dict(serializer.validated_data)
+        health = data.pop("health", None)
+        child, result = child_create(actor=request.user, family=self.family, data=data, health=health)
         child_data = ChildSerializer(child).data
         return (pending_response([result], child=child_data)
                 or Response(child_data, status=status.HTTP_201_CREATED))

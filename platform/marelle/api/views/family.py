@@ -1,15 +1,18 @@
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from marelle.api.serializers import (
     FamilySerializer,
     FamilyUpdateSerializer,
+    GuardianCreateSerializer,
+    GuardianSerializer,
     PendingChangesSerializer,
 )
 from marelle.api.views.base import COMMON_ERRORS, INPUT_ERRORS, FamilyApi, pending_response
 from marelle.families.models import ChangeRequest, Family
-from marelle.families.services import record_change
+from marelle.families.services import guardian_add, record_change
 
 TAG = "Famille"
 
@@ -51,3 +54,22 @@ class FamilyDetailApi(FamilyApi):
                     results.append(record_change(actor=request.user, family=family, target="guardian",
                                                  instance=guardian, data=changes))
         return pending_response(results) or Response(family_profile(family))
+
+
+class FamilyGuardianCreateApi(FamilyApi):
+    @extend_schema(
+        tags=[TAG], operation_id="famille_responsables_create", summary="Ajouter le second responsable légal",
+        description="Un foyer a au plus deux responsables ; le second n'a pas de compte sur le portail. "
+                    "Pour modifier un responsable existant : PATCH /famille/.",
+        request=GuardianCreateSerializer,
+        responses={201: GuardianSerializer, **INPUT_ERRORS, **COMMON_ERRORS},
+    )
+    def post(self, request):
+        family = self.family
+        if family.guardians.filter(position=2).exists():
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Le foyer a déjà deux responsables légaux : modifiez le second."]})
+        serializer = GuardianCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        guardian = guardian_add(actor=request.user, family=family, data=serializer.validated_data)
+        return Response(GuardianSerializer(guardian).data, status=status.HTTP_201_CREATED)
