@@ -9,6 +9,9 @@ urlpatterns = [
     path("compte/", include("marelle.accounts.urls")),
     path("famille/", include("marelle.families.urls")),
     path("documents/", include("marelle.documents.urls")),
+    path("reservations/", include("marelle.booking.urls_family")),
+    path("gestion/reservations/", include("marelle.booking.urls_staff")),
     path("gestion/", include("marelle.backoffice.urls")),
+    path("api/v1/", include("marelle.booking.urls_api")),
     path("api/", include("marelle.api.urls")),
 ]

@@ -1,0 +1,2 @@
+app_name = "booking_api"
+urlpatterns = []
