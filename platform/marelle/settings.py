@@ -117,6 +117,8 @@ PUBLIC_SCHEMA_NAME = "public"
 PUBLIC_SCHEMA_URLCONF = "marelle.urls_public"
 ROOT_URLCONF = "marelle.urls_tenant"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
+# Seconds a process remembers which commune a host name belongs to (0: ask every time).
+TENANT_HOST_CACHE_SECONDS = int(os.environ.get("TENANT_HOST_CACHE_SECONDS", "0" if MARELLE_ENV == "test" else "30"))
 # TENANT_LIMIT_SET_CALLS stays off: it caches search_path and can leave a query on another
 # tenant's schema after a savepoint rollback (django-tenants#1262).
 

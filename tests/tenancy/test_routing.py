@@ -74,3 +74,24 @@ def test_media_and_cache_keys_carry_the_schema(host, db):
     other = "beta" if commune.slug == "alpha" else "alpha"
     connection.set_tenant(Commune.objects.get(slug=other))
     assert cache.get("greeting") != commune.slug
+
+
+def test_host_cache_skips_the_domain_lookup_and_keeps_communes_apart(db, settings, django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tenants.middleware import clear_host_cache
+
+    settings.TENANT_HOST_CACHE_SECONDS = 60
+    clear_host_cache()
+    try:
+        with CaptureQueriesContext(connection) as first:
+            assert "Cantine d&#x27;Alpha" in get("alpha.marelle.test").content.decode()
+        with CaptureQueriesContext(connection) as second:
+            assert "Cantine d&#x27;Alpha" in get("alpha.marelle.test").content.decode()
+        assert not any("tenants_domain" in q["sql"] for q in second.captured_queries)
+        assert any("tenants_domain" in q["sql"] for q in first.captured_queries)
+        assert "Accueil de loisirs de Bêta" in get("beta.marelle.test").content.decode()
+        assert get("gamma.marelle.test").status_code == 404  # unknown hosts are not cached as anything
+    finally:
+        clear_host_cache()
