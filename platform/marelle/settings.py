@@ -239,36 +239,7 @@ PASSWORD_HASHERS = [
 ]
 if MARELLE_ENV == "test":
     # Hashing speed is not what tests check; Argon2 is still listed for stored hashes.
-    AUTH_USER_MODEL = "accounts.User"
-# E-mails are unique case-insensitively through a Lower(email) constraint, which Django's
-# check does not see.
-SILENCED_SYSTEM_CHECKS = ["auth.W004"]
-AUTHENTICATION_BACKENDS = [
-    # django-axes first: it refuses a locked-out account or address before any password check.
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
-LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "families:home"
-LOGOUT_REDIRECT_URL = "home"
-
-# Throttling of failed logins (django-axes), per account and per address, in each commune's
-# schema. Five failures lock for 15 minutes; a success resets the account's counter.
-AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
-AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_USERNAME_FORM_FIELD = "username"
-AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
-AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
-AXES_VERBOSE = False
-AXES_IPWARE_PROXY_COUNT = int(os.environ.get("AXES_PROXY_COUNT", "1" if IS_PRODUCTION else "0"))
-
-# Links sent by e-mail (sign-up confirmation, invitation, e-mail change) expire after this.
-ACCOUNT_LINK_MAX_AGE_SECONDS = 2 * 24 * 3600
-PASSWORD_RESET_TIMEOUT = 2 * 3600
-
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",

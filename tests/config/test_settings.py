@@ -18,7 +18,8 @@ def start(**env):
              if k not in ("MARELLE_ENV", "SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")}
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
-                               "print(settings.DEBUG, settings.SESSION_COOKIE_SECURE, settings.PLATFORM_DOMAIN)"],
+                               "print(settings.DEBUG, settings.SESSION_COOKIE_SECURE, settings.PLATFORM_DOMAIN, "
+                               "settings.PASSWORD_HASHERS[0].rsplit('.', 1)[1])"],
         env={**clean, "PYTHONPATH": str(ROOT / "platform"), "DJANGO_SETTINGS_MODULE": "marelle.settings", **env},
         capture_output=True, text=True, timeout=60,
     )
@@ -38,13 +39,13 @@ def test_production_refuses_unsafe_settings(env, reason):
 def test_production_starts_with_a_real_secret_and_safe_defaults():
     result = start(SECRET_KEY=STRONG_KEY, PLATFORM_DOMAIN="portail-famille.fr")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "True", "portail-famille.fr"]
+    assert result.stdout.split() == ["False", "True", "portail-famille.fr", "Argon2PasswordHasher"]
 
 
 def test_development_defaults_just_work():
     result = start(MARELLE_ENV="development")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["True", "False", "localhost"]
+    assert result.stdout.split() == ["True", "False", "localhost", "Argon2PasswordHasher"]
 
 
 def test_unknown_environment_name_is_refused():
