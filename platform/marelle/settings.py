@@ -105,6 +105,7 @@ TENANT_APPS = [
     "marelle.portal",
     "marelle.families",
     "marelle.booking",
+    "marelle.billing",
     "marelle.documents",
     "marelle.backoffice",
     "marelle.api",
