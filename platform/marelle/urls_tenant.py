@@ -11,6 +11,8 @@ urlpatterns = [
     path("documents/", include("marelle.documents.urls")),
     path("reservations/", include("marelle.booking.urls_family")),
     path("gestion/reservations/", include("marelle.booking.urls_staff")),
+    path("factures/", include("marelle.billing.urls_family")),
+    path("gestion/facturation/", include("marelle.billing.urls_staff")),
     path("gestion/", include("marelle.backoffice.urls")),
     path("api/v1/", include("marelle.booking.urls_api")),
     path("api/", include("marelle.api.urls")),
