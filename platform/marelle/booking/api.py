@@ -16,7 +16,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch, prefetch_related_objects
 from django.db.models.signals import post_save
 from django.http import Http404
 from django.urls import reverse
@@ -30,7 +30,7 @@ from rest_framework.views import APIView
 
 from marelle.api.permissions import AUTHENTICATION_CLASSES, IsFamily, request_family
 from marelle.booking.models import Booking, Enrolment, Reservation
-from marelle.booking.selectors import planning, reservation_history
+from marelle.booking.selectors import planning
 from marelle.booking.serializers import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     EnrolmentSerializer,
@@ -124,9 +124,16 @@ class BookingApi(APIView):
         return enrolment
 
 
+# Labels are read by joins into plain attributes rather than select_related(): a list of 20
+# réservations then builds 40 model instances instead of 160 (a third of its CPU time).
+LINES = Booking.objects.annotate(unit_code=F("unit__code"), unit_label=F("unit__label"))  # ordered by day
+HISTORY_LENGTH = 50
+
+
 def reservations_with_lines():
-    return (Reservation.objects.select_related("enrolment__service", "enrolment__period")
-            .prefetch_related(Prefetch("lines", queryset=Booking.objects.select_related("unit"))))
+    return (Reservation.objects.annotate(service_label=F("enrolment__service__label"),
+                                         period_label=F("enrolment__period__label"))
+            .prefetch_related(Prefetch("lines", queryset=LINES)))
 
 
 # --- Enrolments ----------------------------------------------------------------------------------
@@ -185,7 +192,7 @@ def idempotency_key(request) -> str:
 
 def _same_request(reservation: Reservation, changes: list[Change]) -> bool:
     sent = {(c.day, c.unit, c.action) for c in changes}
-    return sent == {(line.day, line.unit.code, line.action) for line in reservation.lines.all()}
+    return sent == {(line.day, line.unit_code, line.action) for line in reservation.lines.all()}
 
 
 def rejection(rejected: ReservationRejected) -> Response:
@@ -250,7 +257,8 @@ class EnrolmentReservationCreateApi(BookingApi):
                                                  idempotency_key=key)
             except ReservationRejected as rejected:
                 return rejection(rejected)
-        reservation = reservations_with_lines().get(pk=reservation.pk)
+        reservation.service_label, reservation.period_label = enrolment.service.label, enrolment.period.label
+        prefetch_related_objects([reservation], Prefetch("lines", queryset=LINES))
         if reservation.pk in created:
             location = reverse("booking_api:reservation", kwargs={"number": reservation.number})
             return Response(ReservationSerializer(reservation).data, status=status.HTTP_201_CREATED,
@@ -270,7 +278,10 @@ class ChildReservationListApi(BookingApi):
         responses={200: ReservationSerializer(many=True), **COMMON_ERRORS, **NOT_FOUND},
     )
     def get(self, request, child_id):
-        return Response(ReservationSerializer(reservation_history(self.get_child()), many=True).data)
+        # selectors.reservation_history's 50 latest, with a stable order when two share an instant.
+        reservations = (reservations_with_lines().filter(child=self.get_child())
+                        .order_by("-created_at", "-pk")[:HISTORY_LENGTH])
+        return Response(ReservationSerializer(reservations, many=True).data)
 
 
 class ReservationDetailApi(BookingApi):

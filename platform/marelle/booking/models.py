@@ -132,7 +132,8 @@ class Booking(models.Model):
             # A child holds at most one live line per unit and day: a retried or concurrent
             # submission can never book the same day twice.
             models.UniqueConstraint(fields=["child", "unit", "day"],
-                                    condition=Q(state__in=["accepted", "requested", "waiting", "cancel_requested"]),
+                                    condition=Q(action="book", state__in=["accepted", "requested", "waiting",
+                                                                          "cancel_requested"]),
                                     name="one_live_booking_per_child_unit_day"),
         ]
         indexes = [models.Index(fields=["establishment", "unit", "day", "state"])]

@@ -123,6 +123,7 @@ def enrolment_decide(*, staff, enrolment_id: int, accept: bool, reason: str = ""
     enrolment.save(update_fields=["status", "reason", "decided_by", "decided_at"])
     audit_record(actor=staff, action="enrolment.accepted" if accept else "enrolment.refused",
                  target=f"enrolment:{enrolment.pk}", family_id=enrolment.child.family_id)
+    _notify_family(enrolment.child, "enrolment_decided", {"enrolment": enrolment, "accepted": accept})
     return enrolment
 
 
@@ -288,12 +289,16 @@ def _promote_waiting(establishment_id: int, unit_id: int, day: date) -> None:
 
 
 def _notify_promotion(booking: Booking) -> None:
+    _notify_family(booking.child, "booking_promoted", {"booking": booking})
+
+
+def _notify_family(child: Child, template: str, context: dict) -> None:
     from marelle.core.emails import send_templated_email
 
-    guardian = booking.child.family.primary_guardian
-    if guardian and guardian.user:
-        send_templated_email(to=guardian.user.email, template="booking_promoted",
-                             context={"booking": booking, "guardian": guardian})
+    guardian = child.family.primary_guardian
+    if guardian and guardian.user and guardian.user.email:
+        send_templated_email(to=guardian.user.email, template=template,
+                             context={**context, "guardian": guardian, "child": child})
 
 
 def _refresh_reservation_state(reservation: Reservation) -> None:
@@ -444,4 +449,9 @@ def booking_decide(*, staff, booking_ids: list[int], accept: bool, reason: str =
         audit_record(actor=staff, action="booking.accepted" if accept else "booking.refused",
                      target=f"booking:{booking.pk}", family_id=booking.child.family_id)
         decided.append(booking)
+    by_child: dict[int, list[Booking]] = {}
+    for booking in decided:
+        by_child.setdefault(booking.child_id, []).append(booking)
+    for lines in by_child.values():
+        _notify_family(lines[0].child, "booking_decided", {"lines": lines, "accepted": accept, "reason": reason.strip()})
     return decided

@@ -289,8 +289,7 @@ def enrol(request):
         return _step(request, 4, {
             "form": details, "child": child, "service": service, "establishment": establishment, "period": period,
             "span": _period_span(period),
-            "habitual_text": [f"{w.capitalize()} : {', '.join(_unit_labels(conf, units))}"
-                              for w, units in habitual_days.items()],
+            "habitual_text": _habitual_lines(conf, habitual_days),
             "automatic": conf.enrolment.mode == "automatic",
             "adhesion": adhesion, "adhesion_euros": format_euros(adhesion.amount_cents) if adhesion else "",
             "back": "?" + urlencode({**{k: v for k, v in initial.items() if k != "jours"}, "etape": 2,
@@ -314,14 +313,20 @@ def _unit_labels(conf, codes) -> list[str]:
     return [labels.get(code, code) for code in codes]
 
 
+def _habitual_lines(conf, habitual_days: dict | None) -> list[str]:
+    """``["Lundi : Repas", "Jeudi : Repas"]`` in weekday order (jsonb keeps its own key order)."""
+    habitual_days = habitual_days or {}
+    return [f"{w.capitalize()} : {', '.join(_unit_labels(conf, habitual_days[w]))}"
+            for w in WEEKDAYS_FR if habitual_days.get(w)]
+
+
 @login_required
 @require_GET
 def enrolment(request, enrolment_id: int):
     family = require_family(request.user)
     enrolment = _decorate(_enrolment_of(family, enrolment_id))
     conf = service_config(enrolment.service)
-    habitual = [f"{w.capitalize()} : {', '.join(_unit_labels(conf, units))}"
-                for w, units in enrolment.habitual_days.items()]
+    habitual = _habitual_lines(conf, enrolment.habitual_days)
     return render(request, "booking/family/enrolment.html", {
         "enrolment": enrolment, "child": enrolment.child, "habitual": habitual})
 
@@ -682,8 +687,7 @@ def _render_planning(request, enrolment, family, vue, anchor, start, end, rows, 
         "bulk_form": bulk_form, "weekdays_text": ", ".join(w for w in WEEKDAYS_FR if w in conf.opening.weekdays),
         "periods": [o for o in others if o.child_id == child.pk and o.pk != enrolment.pk],
         "siblings": siblings,
-        "habitual": [f"{w.capitalize()} : {', '.join(_unit_labels(conf, u))}"
-                     for w, u in (enrolment.habitual_days or {}).items()],
+        "habitual": _habitual_lines(conf, enrolment.habitual_days),
         "awaits_adhesion": enrolment.adhesion == Enrolment.Adhesion.AWAITING_PAYMENT,
         "adhesion_euros": format_euros(enrolment.adhesion_amount_cents),
     }, status=status)
@@ -788,10 +792,9 @@ def _render_recap(request, enrolment: Enrolment, *, rejected: list | None = None
     selection = _selection(request, enrolment)
     rejected_map = {(p.change.day, p.change.unit, p.change.action): p.reason for p in rejected or []}
     good, bad, total = _recap_lines(enrolment, _changes(selection), rejected_map)
-    rejected_lines = []
-    for problem in rejected or []:
-        rejected_lines.append(f"{format_date(problem.change.day).capitalize()}, {problem.change.unit} : "
-                              f"{problem.reason}")
+    labels = {u.code: u.label for u in service_config(enrolment.service).units}
+    rejected_lines = [f"{format_date(p.change.day).capitalize()}, {labels.get(p.change.unit, p.change.unit)} : "
+                      f"{p.reason}" for p in rejected or []]
     return render(request, "booking/family/recap.html", {
         "enrolment": enrolment, "child": enrolment.child, "span": _period_span(enrolment.period),
         "lines": good, "problems": bad, "total": format_euros(total), "total_cents": total,

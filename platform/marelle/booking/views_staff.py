@@ -40,9 +40,14 @@ from marelle.booking.attendance import AttendanceEntry, AttendanceRejected, atte
 from marelle.booking.models import Attendance, Booking, Enrolment
 from marelle.booking.rules import format_cents, format_date, format_datetime, local_instant
 from marelle.booking.selectors import planning, view_range
-from marelle.booking.services import DecisionRefused, EnrolmentRefused, booking_decide, commune_tz
+from marelle.booking.services import (
+    DecisionRefused,
+    EnrolmentRefused,
+    booking_decide,
+    commune_tz,
+    enrolment_decide,
+)
 from marelle.booking.services import enrolment_adhesion_paid as adhesion_paid
-from marelle.booking.services import enrolment_decide
 from marelle.catalog.models import Establishment, Unit
 from marelle.core import clock
 from marelle.families.models import Family
@@ -75,6 +80,13 @@ def _int(value) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
+        return None
+
+
+def _date(raw: str) -> date | None:
+    try:
+        return parse_date((raw or "").strip())
+    except ValueError:  # well formed but impossible (2026-02-30)
         return None
 
 
@@ -333,11 +345,7 @@ def _list_choice(params, establishments) -> ListChoice:
     day = clock.today(commune_tz())
     raw = params.get("jour", "")
     if raw:
-        parsed = None
-        try:
-            parsed = parse_date(raw)
-        except ValueError:
-            pass
+        parsed = _date(raw)
         if parsed is None:
             errors["jour"] = "Date invalide : choisissez un jour (jj/mm/aaaa)."
         else:
@@ -417,6 +425,8 @@ def _posted_entries(post, adding: bool) -> list[AttendanceEntry]:
         return [AttendanceEntry(child, Attendance.Status.UNBOOKED)] if child else []
     entries = []
     for child in dict.fromkeys(i for i in (_int(v) for v in post.getlist("enfants")) if i):
+        if f"statut_{child}" not in post:
+            continue  # no choice offered or made for this child: leave what is recorded alone
         entries.append(AttendanceEntry(child, post.get(f"statut_{child}", ""), post.get(f"motif_{child}", "")))
     return entries
 
@@ -563,7 +573,7 @@ def simulate(request):
         if len(candidates) == 1:
             enrolment = selectors.enrolment_for_simulation(candidates[0].pk)
     view = params.get("vue") if params.get("vue") in VIEWS else "mois"
-    anchor = parse_date(params.get("jour", "") or "") or when.date()
+    anchor = _date(params.get("jour", "")) or when.date()
     rows, start, end = [], None, None
     if enrolment is not None:
         start, end = view_range(anchor, view)

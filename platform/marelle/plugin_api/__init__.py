@@ -1,4 +1,4 @@
-"""What a Marelle plugin may import: the hook markers and the provider base classes.
+"""What a Marelle plugin may import: the hook markers, the base classes and their plain data.
 
 A plugin is a Python distribution that declares an entry point in the ``marelle.plugins``
 group, for example in its ``pyproject.toml``::
@@ -8,10 +8,62 @@ group, for example in its ``pyproject.toml``::
 
 The entry-point name is the plugin's identifier: the name a commune's YAML uses
 (``payment: {plugin: payfip}``). The module it points to implements hooks from
-:mod:`marelle.plugin_api.hookspecs` with the :data:`hookimpl` marker.
+:mod:`marelle.plugin_api.hookspecs` with the :data:`hookimpl` marker. Plugins import from
+this package only (and :mod:`marelle.plugin_api.testing` in their tests); see
+``docs/plugins.md``.
 """
 
 from marelle.plugin_api.hookspecs import hookimpl, hookspec
-from marelle.plugin_api.payment import PaymentProvider, PluginSettings, SecretRef
+from marelle.plugin_api.payment import (
+    NotificationData,
+    PaymentForm,
+    PaymentProvider,
+    PaymentRequest,
+    PaymentStart,
+    PaymentStatus,
+    PluginSettings,
+    ProviderError,
+    ProviderEvent,
+    ProviderRejected,
+    ProviderStatus,
+    ProviderUnavailable,
+    RefundNotSupported,
+    RefundRequest,
+    RefundResult,
+    SecretRef,
+)
+from marelle.plugin_api.recovery import (
+    RecoveryBatch,
+    RecoveryChannel,
+    RecoveryExport,
+    RecoveryFeedback,
+    RecoveryInvoice,
+    RecoveryLine,
+)
 
-__all__ = ["hookimpl", "hookspec", "PaymentProvider", "PluginSettings", "SecretRef"]
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "NotificationData",
+    "PaymentForm",
+    "PaymentProvider",
+    "PaymentRequest",
+    "PaymentStart",
+    "PaymentStatus",
+    "PluginSettings",
+    "ProviderError",
+    "ProviderEvent",
+    "ProviderRejected",
+    "ProviderStatus",
+    "ProviderUnavailable",
+    "RecoveryBatch",
+    "RecoveryChannel",
+    "RecoveryExport",
+    "RecoveryFeedback",
+    "RecoveryInvoice",
+    "RecoveryLine",
+    "RefundNotSupported",
+    "RefundRequest",
+    "RefundResult",
+    "SecretRef",
+]

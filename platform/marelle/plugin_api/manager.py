@@ -1,14 +1,17 @@
 """Builds the plugin manager once per process and exposes typed accessors.
 
 The rest of Marelle never touches ``pm.hook`` directly: it calls
-:func:`payment_provider_classes` or :func:`get_payment_provider_class`.
+:func:`payment_provider_classes`, :func:`get_payment_provider_class`,
+:func:`recovery_channel_classes` or :func:`create_payment_provider`.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 import pluggy
@@ -16,7 +19,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from marelle.plugin_api import hookspecs
-from marelle.plugin_api.payment import PaymentProvider, PluginSettings
+from marelle.plugin_api.payment import PaymentProvider, PluginSettings, secret_fields, settings_errors
+from marelle.plugin_api.recovery import RecoveryChannel
 
 
 class PluginError(ImproperlyConfigured):
@@ -35,6 +39,7 @@ class LoadedPlugin:
 class PluginRegistry:
     plugins: tuple[LoadedPlugin, ...]
     payment_providers: dict[str, type[PaymentProvider]]
+    recovery_channels: dict[str, type[RecoveryChannel]] = field(default_factory=dict)
 
 
 def build_registry(
@@ -92,12 +97,22 @@ def build_registry(
                     f"{providers[cls.identifier].__module__} and {cls.__module__}."
                 )
             providers[cls.identifier] = cls
-    return PluginRegistry(plugins=tuple(loaded), payment_providers=providers)
+    channels: dict[str, type[RecoveryChannel]] = {}
+    for impl in pm.hook.marelle_register_recovery_channels.get_hookimpls():
+        for cls in impl.function() or ():
+            _check_provider_class(cls, impl.plugin_name, plugin_names, base=RecoveryChannel)
+            if cls.identifier in channels:
+                raise PluginError(
+                    f"Two recovery channels share the identifier « {cls.identifier} »: "
+                    f"{channels[cls.identifier].__module__} and {cls.__module__}."
+                )
+            channels[cls.identifier] = cls
+    return PluginRegistry(plugins=tuple(loaded), payment_providers=providers, recovery_channels=channels)
 
 
-def _check_provider_class(cls, plugin_name: str, plugin_names: set[str]) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, PaymentProvider)):
-        raise PluginError(f"Plugin « {plugin_name} » registered {cls!r}, not a PaymentProvider subclass.")
+def _check_provider_class(cls, plugin_name: str, plugin_names: set[str], base: type = PaymentProvider) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise PluginError(f"Plugin « {plugin_name} » registered {cls!r}, not a {base.__name__} subclass.")
     identifier = getattr(cls, "identifier", None)
     if not identifier or identifier != identifier.lower():
         raise PluginError(f"{cls.__module__}.{cls.__name__}: identifier must be a lowercase name.")
@@ -132,3 +147,47 @@ def payment_provider_classes() -> dict[str, type[PaymentProvider]]:
 
 def get_payment_provider_class(identifier: str) -> type[PaymentProvider] | None:
     return payment_provider_classes().get(identifier)
+
+
+def recovery_channel_classes() -> dict[str, type[RecoveryChannel]]:
+    return get_registry().recovery_channels
+
+
+class ProviderConfigurationError(PluginError):
+    """A régie's provider cannot be built: unknown plugin, invalid settings, missing secret.
+    The message is French, for the operator."""
+
+
+def resolve_secrets(schema: type[PluginSettings], settings: PluginSettings,
+                    environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Field name -> value of the environment variable the field names (SecretRef fields)."""
+    environ = os.environ if environ is None else environ
+    secrets = {}
+    for name in secret_fields(schema):
+        variable = getattr(settings, name, None)
+        if not variable:
+            continue
+        value = environ.get(variable, "")
+        if not value:
+            raise ProviderConfigurationError(
+                f"La variable d'environnement {variable} (réglage « {name} ») est absente ou vide."
+            )
+        secrets[name] = value
+    return secrets
+
+
+def create_payment_provider(identifier: str, settings_data: Mapping, *,
+                            environ: Mapping[str, str] | None = None,
+                            provider_class: type[PaymentProvider] | None = None) -> PaymentProvider:
+    """Build a provider for one régie: validated settings, secrets read from the environment.
+
+    ``provider_class`` bypasses the registry (the contract test suite uses it)."""
+    cls = provider_class or get_payment_provider_class(identifier)
+    if cls is None:
+        raise ProviderConfigurationError(f"Aucun plugin de paiement « {identifier} » n'est chargé.")
+    errors = settings_errors(cls.settings_schema, settings_data or {})
+    if errors:
+        raise ProviderConfigurationError(
+            f"Réglages invalides pour le plugin {identifier} : " + " ; ".join(map(str, errors)))
+    settings = cls.settings_schema.model_validate(dict(settings_data or {}))
+    return cls(settings, secrets=resolve_secrets(cls.settings_schema, settings, environ))

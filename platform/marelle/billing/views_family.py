@@ -1,0 +1,250 @@
+"""The families' side of billing (mounted at /factures/): "Mes factures et paiements".
+
+- ``invoices``: invoices by régie with their state and how to pay them, the legend, the
+  family's payments with theirs; unpaid invoices of a régie payable online now can be
+  ticked and paid together (one régie at a time);
+- ``invoice`` / ``invoice_pdf``: one invoice and its PDF (another family's id is a 404);
+- ``pay``: GET the recap of the ticked invoices (numbers, amounts, total), POST "Payer":
+  ``settlement.payment_start`` creates the attempt, then the family goes to the provider
+  (:func:`provider_redirect`, the hook the payment plugins fill) or, until a plugin offers
+  a redirect, to the attempt's page;
+- ``payment``: one payment of the family: where it stands (also the provider's return page).
+
+Nothing here changes an invoice or a payment: the settlement core decides everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+
+from marelle.billing.models import Invoice, PaymentAttempt
+from marelle.billing.pdf import invoice_pdf_bytes, pdf_filename
+from marelle.billing.pricing import format_euros
+from marelle.billing.selectors import (
+    SelectionError,
+    attempt_reference,
+    decorate_payment,
+    family_invoice,
+    family_invoice_list,
+    family_payments,
+    invoice_legend,
+    lines_by_child,
+    local_date,
+    long_date,
+    payment_instructions,
+    payment_legend,
+    payment_selection,
+    period_text,
+)
+from marelle.families.permissions import require_family
+
+logger = logging.getLogger(__name__)
+
+
+# --- The settlement core (billing/settlement.py), imported when called -------------------------
+
+
+class SettlementUnavailable(Exception):
+    pass
+
+
+def settlement():
+    try:
+        from marelle.billing import settlement as module
+    except ImportError as error:
+        raise SettlementUnavailable("Le paiement n'est pas encore disponible sur ce portail.") from error
+    return module
+
+
+def settlement_errors(module) -> tuple[type[BaseException], ...]:
+    """What the settlement core raises for a refusal (shown to the person, not a 500):
+    ValueError, ValidationError and the exception classes it defines itself."""
+    errors: list[type[BaseException]] = [ValueError, ValidationError]
+    for name in dir(module):
+        obj = getattr(module, name)
+        if (isinstance(obj, type) and issubclass(obj, Exception)
+                and getattr(obj, "__module__", "") == module.__name__ and obj not in errors):
+            errors.append(obj)
+    return tuple(errors)
+
+
+def error_text(error: BaseException) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(str(m) for m in error.messages)
+    return str(error) or "L'opération a été refusée."
+
+
+def provider_redirect(request, attempt: PaymentAttempt) -> HttpResponse | None:
+    """Hook for the payment plugins: the response that takes the family to the provider.
+
+    When ``marelle.billing.settlement`` offers ``payment_redirect(*, attempt, return_url)``
+    (a URL string, or a ready HttpResponse such as an auto-submitted form), the family is
+    sent there and comes back to ``return_url`` (this attempt's page). Until then: None,
+    and the family sees the placeholder page with the attempt's reference.
+    """
+    try:
+        module = settlement()
+    except SettlementUnavailable:
+        return None
+    build = getattr(module, "payment_redirect", None)
+    if build is None:
+        return None
+    return_url = request.build_absolute_uri(reverse("billing:payment", args=[attempt.pk]))
+    target = build(attempt=attempt, return_url=return_url)
+    if not target:
+        return None
+    if isinstance(target, HttpResponse):
+        return target
+    return HttpResponseRedirect(str(target))
+
+
+# --- Pages ---------------------------------------------------------------------------------
+
+
+def family_required(view):
+    """Signed-in account holder of an active family (others: 403); the family is passed on."""
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, require_family(request.user), *args, **kwargs)
+        response["Cache-Control"] = "private, no-store"
+        return response
+    return login_required(wrapper)
+
+
+def _by_regie(invoices):
+    """[(régie, channel, invoices)] in the order of the newest invoice of each régie."""
+    groups: dict[int, tuple] = {}
+    for invoice in invoices:
+        if invoice.regie_id not in groups:
+            groups[invoice.regie_id] = (invoice.regie, invoice.channel, [])
+        groups[invoice.regie_id][2].append(invoice)
+    return [(regie, channel, items, any(i.payable_online for i in items)) for regie, channel, items in groups.values()]
+
+
+def _render_list(request, family, *, selected=(), error: str = "", error_regie=None, status: int = 200):
+    invoices = family_invoice_list(family)
+    return render(request, "billing/family/invoices.html", {
+        "groups": _by_regie(invoices),
+        "has_invoices": bool(invoices),
+        "payments": family_payments(family),
+        "invoice_legend": invoice_legend(),
+        "payment_legend": payment_legend(),
+        "selected": {str(i) for i in selected},
+        "error": error,
+        "error_regie": error_regie,
+    }, status=status)
+
+
+@family_required
+@require_GET
+def invoices(request, family):
+    return _render_list(request, family)
+
+
+def _own_invoice(family, invoice_id) -> Invoice:
+    try:
+        return family_invoice(family, invoice_id)
+    except Invoice.DoesNotExist:
+        raise Http404("Facture introuvable") from None
+
+
+@family_required
+@require_GET
+def invoice(request, family, invoice_id):
+    invoice = _own_invoice(family, invoice_id)
+    credit_notes = list(invoice.credit_notes.all())
+    for credit in credit_notes:
+        credit.total_display = format_euros(-credit.total_cents)
+    payments = [decorate_payment(a.payment) for a in invoice.allocations.all()]
+    return render(request, "billing/family/invoice.html", {
+        "invoice": invoice,
+        "groups": lines_by_child(invoice.lines.all()),
+        "issued_on": long_date(local_date(invoice.issued_at)),
+        "due_on": long_date(invoice.due_date),
+        "period": period_text(invoice.period_start, invoice.period_end),
+        "credit_notes": credit_notes,
+        "payments": payments,
+        "instructions": payment_instructions(invoice, invoice.channel),
+    })
+
+
+@family_required
+@require_GET
+def invoice_pdf(request, family, invoice_id):
+    invoice = _own_invoice(family, invoice_id)
+    return pdf_response(invoice)
+
+
+def pdf_response(invoice: Invoice) -> HttpResponse:
+    response = HttpResponse(invoice_pdf_bytes(invoice), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{pdf_filename(invoice)}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@family_required
+@require_http_methods(["GET", "POST"])
+def pay(request, family):
+    data = request.POST if request.method == "POST" else request.GET
+    ids = data.getlist("factures")
+    try:
+        selection = payment_selection(family, ids)
+    except SelectionError as error:
+        if request.method == "POST":
+            messages.error(request, str(error))
+            return redirect("billing:invoices")
+        return _render_list(request, family, selected=ids, error=str(error), status=400)
+    if request.method == "GET":
+        return render(request, "billing/family/recap.html", {"selection": selection})
+
+    try:
+        module = settlement()
+        attempt = module.payment_start(actor=request.user, family=family, invoice_ids=selection.ids)
+    except SettlementUnavailable as error:
+        return render(request, "billing/family/recap.html", {"selection": selection, "error": str(error)},
+                      status=503)
+    except Exception as error:
+        if not isinstance(error, settlement_errors(module)):
+            raise
+        return render(request, "billing/family/recap.html", {"selection": selection, "error": error_text(error)},
+                      status=400)
+    response = provider_redirect(request, attempt)
+    if response is not None:
+        return response
+    return redirect("billing:payment", payment_id=attempt.pk)
+
+
+@family_required
+@require_GET
+def payment(request, family, payment_id):
+    try:
+        attempt = (PaymentAttempt.objects.select_related("regie")
+                   .prefetch_related("allocations__invoice").get(pk=payment_id, family=family))
+    except PaymentAttempt.DoesNotExist:
+        raise Http404("Paiement introuvable") from None
+    decorate_payment(attempt)
+    return render(request, "billing/family/payment.html", {
+        "attempt": attempt,
+        "reference": attempt_reference(attempt),
+        "invoice_numbers": attempt.invoice_numbers or _announced_numbers(attempt),
+    })
+
+
+def _announced_numbers(attempt: PaymentAttempt) -> list[str]:
+    """Invoices an attempt is for, before any allocation exists (when the core keeps them
+    in the settings snapshot)."""
+    ids = (attempt.settings_snapshot or {}).get("invoice_ids") or []
+    if not ids:
+        return []
+    return list(Invoice.objects.filter(pk__in=ids, family_id=attempt.family_id).order_by("number")
+                .values_list("number", flat=True))
