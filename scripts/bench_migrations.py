@@ -175,7 +175,8 @@ class Bench:
         for f in files:
             f.unlink()
         self.existing = n
-        self.psql("VACUUM ANALYZE pg_catalog.pg_class; VACUUM ANALYZE pg_catalog.pg_attribute;")
+        for catalog in ("pg_class", "pg_attribute", "pg_namespace", "pg_constraint", "pg_index"):
+            self.psql(f"VACUUM ANALYZE pg_catalog.{catalog}")
         log(f"fixture: {n} communes ({len(names)} copied in {time.perf_counter() - started:.1f} s)")
 
     def probe_provisioning(self):

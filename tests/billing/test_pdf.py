@@ -105,21 +105,20 @@ def test_dates_are_compacted_per_month():
     assert compact_dates([]) == ""
 
 
-def test_online_payment_windows_say_until_when_and_from_when():
-    assert window_status([], date(2026, 10, 20)).always
-    monthly = [{"from_day": 1, "to_day": 10}]
-    open_now = window_status(monthly, date(2026, 10, 5))
+def test_online_payment_windows_say_until_when_and_from_when(in_alpha):
+    regie = Regie.objects.get(code="scolaire")
+    assert window_status(regie, date(2026, 10, 20)).always
+    regie.online_payment_windows = [{"from_day": 1, "to_day": 10}]
+    open_now = window_status(regie, date(2026, 10, 5))
     assert open_now.is_open and open_now.until == date(2026, 10, 10)
     assert "jusqu'au 10 octobre 2026" in open_now.text
-    closed = window_status(monthly, date(2026, 10, 20))
-    assert not closed.is_open and (closed.opens_on, closed.closes_on) == (date(2026, 11, 1), date(2026, 11, 10))
-    assert "à partir du 1 novembre 2026" in closed.text
-    # End of month: a window to the 31st stops at the last day of a short month.
-    assert window_status([{"from_day": 25, "to_day": 31}], date(2026, 2, 26)).until == date(2026, 2, 28)
-    spans = [{"from_date": "2026-12-01", "to_date": "2026-12-15"}]
-    assert window_status(spans, date(2026, 11, 2)).opens_on == date(2026, 12, 1)
-    over = window_status(spans, date(2027, 1, 2))
-    assert not over.is_open and over.opens_on is None and "plus ouvert" in over.text
+    closed = window_status(regie, date(2026, 10, 20))
+    assert not closed.is_open and closed.opens_on == date(2026, 11, 1)
+    assert "à partir du 1er novembre 2026" in closed.text
+    regie.online_payment_windows = [{"from_date": "2026-12-01", "to_date": "2026-12-15"}]
+    assert window_status(regie, date(2026, 11, 2)).opens_on == date(2026, 12, 1)
+    over = window_status(regie, date(2027, 1, 2))
+    assert not over.is_open and over.opens_on is None and "terminée" in over.text
 
 
 # --- The PDF ---------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ def test_how_to_pay_follows_the_regie(in_alpha, media_root):
     invoice.regie.refresh_from_db()
     with time_machine.travel(datetime(2026, 10, 20, 9, 0, tzinfo=PARIS), tick=False):
         text = pdf_text(render_invoice_pdf(invoice))
-    assert "Paiement en ligne possible à partir du 1 novembre 2026" in text
+    assert "à partir du 1er novembre 2026" in text
 
 
 # --- Issued → task: PDF cached, e-mail sent ----------------------------------------------------

@@ -9,9 +9,14 @@ import time_machine
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
-
 from marelle.audit.models import AuditEvent
-from marelle.billing.models import Allocation, FamilyCredit, Invoice, PaymentAttempt, ProviderNotification
+from marelle.billing.models import (
+    Allocation,
+    FamilyCredit,
+    Invoice,
+    PaymentAttempt,
+    ProviderNotification,
+)
 from marelle.billing.reconciliation import reconcile_all_communes, reconcile_pending
 from marelle.billing.settlement import (
     SettlementError,
@@ -26,6 +31,7 @@ from marelle.billing.settlement import (
     payment_start,
 )
 from marelle.catalog.models import Regie
+
 from tests.factories import make_family, make_staff
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -12,11 +12,17 @@ import pytest
 from django.db import connection, connections
 from django.db.models import Sum
 from django.utils import timezone
-
-from marelle.billing.models import Allocation, FamilyCredit, Invoice, PaymentAttempt, ProviderNotification
+from marelle.billing.models import (
+    Allocation,
+    FamilyCredit,
+    Invoice,
+    PaymentAttempt,
+    ProviderNotification,
+)
 from marelle.billing.reconciliation import reconcile_pending
 from marelle.billing.settlement import payment_apply_status, payment_record_manual, payment_start
 from marelle.catalog.models import Regie
+
 from tests.factories import make_family, make_staff
 from tests.support import create_committed_commune, drop_committed_commune, in_own_connection
 

@@ -608,3 +608,32 @@ def test_creche_times_per_day_priced_by_the_hour(client, family, creche):
     line = Booking.objects.get(child=baby)
     assert (line.day, f"{line.start_time:%H:%M}", f"{line.end_time:%H:%M}", line.unit_price_cents) == (
         NEXT_WEEK[0], "08:30", "17:00", 1700)
+
+
+def test_navigation_between_weeks_periods_and_children(client, cantine, hugo):
+    accept_document(hugo)
+    hugos = enrol(hugo, "cantine")
+    # Without a date, the planning opens on the first day the family can still book in time.
+    html = page(client.get(PLANNING.format(cantine.pk), {"vue": "semaine"}))
+    assert '<strong class="range-title" id="titre-planning">Semaine du lundi 14 septembre 2026</strong>' in html
+    assert 'name="aller" value="date:2026-09-07">‹ Semaine précédente</button>' in html
+    assert 'name="aller" value="date:2026-09-21">Semaine suivante ›</button>' in html
+    assert 'name="aller" value="vue:mois" aria-pressed="false">Mois</button>' in html
+    assert f'name="aller" value="inscription:{hugos.pk}">Hugo<span class="sr-only"> – Cantine d\'Alpha' in html
+
+    response = client.post(PLANNING.format(cantine.pk), {"vue": "semaine", "date": "2026-09-14",
+                                                         "book": "2026-09-15|repas", "aller": "date:2026-09-21"})
+    assert response.url == f"{PLANNING.format(cantine.pk)}?vue=semaine&date=2026-09-21"
+    response = client.post(PLANNING.format(cantine.pk), {"vue": "semaine", "date": "2026-09-21",
+                                                         "aller": f"inscription:{hugos.pk}"})
+    assert response.url == f"{PLANNING.format(hugos.pk)}?vue=semaine&date=2026-09-21"
+    html = page(client.get(response.url))
+    assert "Planning de Hugo Martin" in html and f'value="inscription:{cantine.pk}">Léa' in html
+    # Each child's selection is its own.
+    assert set(selection(client, cantine)) == {"2026-09-15|repas"} and selection(client, hugos) == {}
+    # The first month of the period has no "previous"; the last has no "next".
+    html = page(client.get(PLANNING.format(cantine.pk), {"vue": "mois", "date": "2026-09-20"}))
+    assert "Mois précédent" not in html and 'value="date:2026-10-01">Mois suivant ›' in html
+    html = page(client.get(PLANNING.format(cantine.pk), {"vue": "mois", "date": "2031-01-01"}))  # clamped
+    assert "Juillet 2027" in html and "Mois suivant" not in html
+

@@ -237,3 +237,32 @@ def test_adhesion_paid_immediately_gates_booking(cantine, monkeypatch):
     enrolment_adhesion_paid(actor=None, enrolment_id=cantine.pk)  # idempotent
     cantine.refresh_from_db()
     assert book(cantine, [NEXT_WEEK[0]]).state == "accepted"
+
+
+def test_weekly_limits_from_the_yaml_are_enforced_on_the_planning_as_it_would_be(cantine, families_limits):
+    families_limits(max_days_per_week=3)
+    with pytest.raises(ReservationRejected) as rejected:
+        book(cantine, NEXT_WEEK)  # 4 days
+    assert rejected.value.problems[0].reason == ("Semaine du lundi 14 septembre 2026 : 4 jours réservés, "
+                                                "le maximum est de 3 jours par semaine.")
+    assert book(cantine, NEXT_WEEK[:3]).state == "accepted"
+    with pytest.raises(ReservationRejected, match="le maximum est de 3 jours"):
+        book(cantine, [NEXT_WEEK[3]])  # counts the days already booked
+
+
+@pytest.fixture
+def families_limits(in_alpha):
+    """Change the booking limits of alpha's cantine for one test, as if its YAML said so."""
+    from marelle.core import commune as commune_module
+    from marelle.core.commune import current_config
+
+    digest = in_alpha.config_digest
+    original = current_config()
+
+    def apply(**limits):
+        services = [s.model_copy(update={"booking": s.booking.model_copy(update=limits)}) if s.code == "cantine" else s
+                    for s in original.services]
+        commune_module._by_digest[digest] = original.model_copy(update={"services": services})
+
+    yield apply
+    commune_module._by_digest[digest] = original

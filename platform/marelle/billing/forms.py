@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -188,4 +189,32 @@ class CreditNoteForm(Form):
         reason = self.cleaned_data["reason"].strip()
         if not reason:
             raise ValidationError("Le motif de l'avoir est obligatoire.")
+        return reason
+
+
+class RefundForm(Form):
+    amount = EurosField(label="Montant à rembourser")
+    reason = forms.CharField(label="Motif", max_length=200)
+    through_provider = forms.BooleanField(
+        label="Rembourser par le prestataire de paiement en ligne (carte bancaire)", required=False,
+        help_text="Sinon, le remboursement fait par un autre moyen (virement, espèces…) est seulement enregistré.")
+
+    def __init__(self, *args, payment: PaymentAttempt, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.payment = payment
+        if payment.means != PaymentAttempt.Means.ONLINE:
+            del self.fields["through_provider"]
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        refundable = self.payment.amount_cents - self.payment.refunded_cents
+        if amount is not None and amount > refundable:
+            raise ValidationError(f"Au plus {format_euros(refundable)} (montant du paiement moins ce qui a déjà "
+                                  "été remboursé).")
+        return amount
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise ValidationError("Le motif du remboursement est obligatoire.")
         return reason

@@ -4,9 +4,8 @@ tab, a notification was lost), and settling or expiring them through the settlem
 ``reconcile_pending`` works in the commune whose schema is active; the Celery task
 ``reconcile_pending_payments`` runs it in the schema of the tenant that enqueued it
 (tenant-schemas-celery), and ``reconcile_all_communes`` enqueues one such task per active
-commune (what Celery beat calls, through ``reconcile_all_communes_task``). Both belong on the
-``payments`` queue (CELERY_TASK_ROUTES ``"marelle.billing.reconcile_*"``), so that e-mails and
-PDFs never delay them.
+commune, on the ``payments`` queue (so that e-mails and PDFs never delay it). Celery beat
+does the same every 15 minutes (marelle.ops.schedule, entry "reconcile-pending-payments").
 """
 
 from __future__ import annotations
@@ -97,36 +96,32 @@ def provider_status_fetcher() -> FetchStatus | None:
     return None
 
 
-@shared_task(name="marelle.billing.reconcile_pending_payments")
+TASK_NAME = "marelle.billing.reconciliation.reconcile_pending_payments"
+
+
+@shared_task(name=TASK_NAME)
 def reconcile_pending_payments(older_than_minutes: int = 20) -> dict:
-    """Reconcile the stale attempts of the commune whose schema the task runs in."""
+    """Reconcile the stale attempts of the commune whose schema the task runs in
+    (tenant-schemas-celery switched to it). Idempotent: running it twice changes nothing more."""
     if connection.schema_name == _public_schema():
         return {"schema": connection.schema_name, "skipped": "schéma public : aucune commune"}
     return reconcile_pending(older_than=timedelta(minutes=older_than_minutes), fetch_status=provider_status_fetcher())
 
 
-def reconcile_all_communes(older_than_minutes: int = 20) -> list[str]:
-    """Enqueue :func:`reconcile_pending_payments` once per active commune, each in its own
-    schema (tenant-schemas-celery records the active schema in the task's headers).
-    Returns the schemas enqueued."""
-    from django_tenants.utils import tenant_context
+def reconcile_all_communes(*, older_than_minutes: int = 20, max_jitter_seconds: float = 0) -> list[str]:
+    """Enqueue :func:`reconcile_pending_payments` once per active commune, each inside
+    ``tenant_context(commune)`` so that the task runs in that commune's schema, on the
+    ``payments`` queue. Returns the schemas enqueued.
 
-    from tenants.models import Commune
+    This is what the beat entry ``reconcile-pending-payments`` (marelle.ops.schedule) does
+    every 15 minutes through the generic :func:`marelle.ops.beat.fan_out` (with jitter);
+    call it by hand (shell, command) to reconcile everything now.
+    """
+    from marelle.ops.beat import fan_out
 
-    enqueued = []
-    communes = (Commune.objects.filter(status=Commune.Status.ACTIVE).exclude(schema_name=_public_schema())
-                .exclude(kind=Commune.Kind.PLATFORM).order_by("schema_name"))
-    for commune in communes:
-        with tenant_context(commune):
-            reconcile_pending_payments.delay(older_than_minutes)
-        enqueued.append(commune.schema_name)
-    return enqueued
-
-
-@shared_task(name="marelle.billing.reconcile_all_communes")
-def reconcile_all_communes_task(older_than_minutes: int = 20) -> list[str]:
-    """Beat entry point (public schema): fan out to every active commune."""
-    return reconcile_all_communes(older_than_minutes)
+    outcome = fan_out.run(TASK_NAME, max_jitter_seconds=max_jitter_seconds, queue="payments",
+                          kwargs={"older_than_minutes": older_than_minutes})
+    return outcome["schemas"]
 
 
 def _public_schema() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import logging
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,7 @@ PARIS = ZoneInfo("Europe/Paris")
 # --- States and their legend ---------------------------------------------------------------
 
 #: Invoice display states (an avoir is shown as such whatever its status), in legend order.
-INVOICE_STATES: "OrderedDict[str, tuple[str, str]]" = OrderedDict([
+INVOICE_STATES: OrderedDict[str, tuple[str, str]] = OrderedDict([
     ("to_pay", ("À payer", "La facture est à régler au plus tard à sa date d'échéance.")),
     ("partially_paid", ("Partiellement payée", "Une partie a déjà été réglée ; le reste est à payer.")),
     ("paid", ("Payée", "La facture est entièrement réglée.")),
@@ -46,7 +46,7 @@ INVOICE_STATES: "OrderedDict[str, tuple[str, str]]" = OrderedDict([
 ])
 
 #: Payment display states, in legend order (the first three are the ones families meet).
-PAYMENT_STATES: "OrderedDict[str, tuple[str, str]]" = OrderedDict([
+PAYMENT_STATES: OrderedDict[str, tuple[str, str]] = OrderedDict([
     ("pending", ("En attente de validation par la banque",
                  "Le paiement a été envoyé ; la banque ne l'a pas encore confirmé.")),
     ("paid", ("Validé", "Le paiement est confirmé et réglé sur les factures indiquées.")),
@@ -144,67 +144,31 @@ def period_text(start: date | None, end: date | None) -> str:
 
 @dataclass(frozen=True)
 class WindowStatus:
-    """Online payment windows of a régie seen from ``today``.
-
-    ``always``: no window configured (open every day). Otherwise ``is_open`` with ``until``
-    (last day of the current window), or closed with ``opens_on`` / ``closes_on`` (the next
-    window), or closed for good (no window left: both None).
-    """
+    """Online payment windows of a régie seen from a day, as the settlement core computes
+    them (``settlement.online_payment_window``: the same rule refuses a payment outside
+    them). ``always``: no window configured; ``text``: "jusqu'au … / à partir du …"."""
 
     always: bool
     is_open: bool
     until: date | None = None
     opens_on: date | None = None
-    closes_on: date | None = None
-
-    @property
-    def text(self) -> str:
-        if self.always:
-            return ""
-        if self.is_open:
-            return f"Paiement en ligne possible jusqu'au {long_date(self.until)} inclus."
-        if self.opens_on:
-            return (f"Paiement en ligne possible à partir du {long_date(self.opens_on)} "
-                    f"(jusqu'au {long_date(self.closes_on)}).")
-        return "Le paiement en ligne n'est plus ouvert pour cette régie : réglez auprès de la régie."
+    rule: str = ""
+    text: str = ""
 
 
-def _month_occurrences(window: dict, today: date, months: int = 3):
-    year, month = today.year, today.month
-    for _ in range(months):
-        last = calendar.monthrange(year, month)[1]
-        start = date(year, month, min(int(window["from_day"]), last))
-        end = date(year, month, min(int(window["to_day"]), last))
-        yield start, end
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+ALWAYS_OPEN = WindowStatus(always=True, is_open=True)
 
 
-def window_status(windows: list[dict], today: date | None = None) -> WindowStatus:
-    """Where ``today`` falls in the régie's online payment windows (days of every month,
-    or spans of dates; both ends included)."""
-    if not windows:
-        return WindowStatus(always=True, is_open=True)
-    today = today or clock.today()
-    spans: list[tuple[date, date]] = []
-    for window in windows:
-        if window.get("from_date") and window.get("to_date"):
-            spans.append((date.fromisoformat(str(window["from_date"])), date.fromisoformat(str(window["to_date"]))))
-        elif window.get("from_day") and window.get("to_day"):
-            spans.extend(_month_occurrences(window, today))
-    spans = sorted(span for span in spans if span[1] >= today)
-    # Merge spans that touch, so "until" is the real last open day.
-    merged: list[list[date]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1] + timedelta(days=1):
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    for start, end in merged:
-        if start <= today <= end:
-            return WindowStatus(always=False, is_open=True, until=end)
-    if merged:
-        return WindowStatus(always=False, is_open=False, opens_on=merged[0][0], closes_on=merged[0][1])
-    return WindowStatus(always=False, is_open=False)
+def window_status(regie: Regie, today: date | None = None) -> WindowStatus:
+    if not regie.online_payment_windows:
+        return ALWAYS_OPEN
+    try:
+        from marelle.billing.settlement import online_payment_window
+    except ImportError:  # the settlement core not installed: no information rather than a guess
+        return ALWAYS_OPEN
+    state = online_payment_window(regie, today=today)
+    return WindowStatus(always=False, is_open=state.open, until=state.until, opens_on=state.opens_on,
+                        rule=state.rule, text=state.message)
 
 
 @dataclass(frozen=True)
@@ -219,7 +183,7 @@ class PaymentChannel:
     kind: str
     regie_label: str
     provider_label: str = ""
-    windows: WindowStatus = field(default_factory=lambda: WindowStatus(always=True, is_open=True))
+    windows: WindowStatus = ALWAYS_OPEN
 
     @property
     def online(self) -> bool:
@@ -252,7 +216,7 @@ def payment_channel(regie: Regie, *, today: date | None = None) -> PaymentChanne
     if not getattr(provider, "accepts_online_payment", True):
         return PaymentChannel(kind="tresor_public", regie_label=regie.label, provider_label=provider.verbose_name)
     return PaymentChannel(kind="online", regie_label=regie.label, provider_label=provider.verbose_name,
-                          windows=window_status(regie.online_payment_windows or [], today))
+                          windows=window_status(regie, today))
 
 
 def tresor_public_reference(invoice: Invoice) -> str:
@@ -289,8 +253,8 @@ def payment_instructions(invoice: Invoice, channel: PaymentChannel, *, portal_ur
         return ["Cette facture est entièrement réglée. Merci."]
     if channel.online:
         where = f" ({portal_url})" if portal_url else ""
-        lines = [f"Paiement en ligne par carte bancaire sur le portail famille, rubrique « Mes factures et "
-                 f"paiements »{where}."]
+        lines = [f"Paiement en ligne par carte bancaire sur le portail famille, rubrique «\u00a0Mes factures et "
+                 f"paiements\u00a0»{where}."]
         if not channel.windows.always:
             lines.append(channel.windows.text)
         lines.append(f"Ou auprès de la {channel.regie_label} (chèque, espèces, CESU, chèques vacances, virement).")
@@ -334,7 +298,7 @@ class ChildLines:
 
 
 def lines_by_child(lines) -> list[ChildLines]:
-    groups: "OrderedDict[str, list[InvoiceLine]]" = OrderedDict()
+    groups: OrderedDict[str, list[InvoiceLine]] = OrderedDict()
     for line in lines:
         groups.setdefault(line.child_name or "", []).append(line)
     return [ChildLines(child_name=name, total=format_euros(sum(line.amount_cents for line in group)),
@@ -438,6 +402,20 @@ class PaymentSelection:
         return [i.pk for i in self.invoices]
 
 
+def _online_refusal(regie: Regie, channel: PaymentChannel, today: date | None) -> str:
+    """Why the régie's invoices cannot be paid online now, worded by the settlement core."""
+    try:
+        from marelle.billing.settlement import online_payment_refusal
+    except ImportError:
+        online_payment_refusal = None
+    refusal = online_payment_refusal(regie, today=today) if online_payment_refusal else None
+    if refusal:
+        return refusal
+    if channel.kind != "online":
+        return f"Les factures de la {regie.label} ne se paient pas en ligne."
+    return channel.windows.text or "Le paiement en ligne n'est pas ouvert actuellement."
+
+
 def payment_selection(family: Family, invoice_ids, *, today: date | None = None) -> PaymentSelection:
     """The family's unpaid invoices ``invoice_ids``, all of one régie payable online now."""
     try:
@@ -457,11 +435,8 @@ def payment_selection(family: Family, invoice_ids, *, today: date | None = None)
     channel = payment_channel(regie, today=today)
     for invoice in invoices:
         decorate_invoice(invoice, channel)
-    if channel.kind != "online":
-        raise SelectionError(f"Les factures de la {regie.label} ne se paient pas en ligne. "
-                             + (invoices[0].note or ""))
-    if not channel.windows.is_open:
-        raise SelectionError(channel.windows.text)
+    if not channel.online_now:
+        raise SelectionError(_online_refusal(regie, channel, today))
     not_payable = [i.number for i in invoices if not i.payable_online]
     if not_payable:
         raise SelectionError(f"Facture déjà réglée ou non payable en ligne : {', '.join(not_payable)}.")
@@ -471,8 +446,9 @@ def payment_selection(family: Family, invoice_ids, *, today: date | None = None)
 # --- Régisseur's side ----------------------------------------------------------------------
 
 
-def _guardian_name_annotations(prefix: str = ""):
-    first = Guardian.objects.filter(family=OuterRef(f"{prefix}family_id" if prefix else "family_id"), position=1)
+def guardian_name_annotations():
+    """The first guardian's names, for rows that have a ``family_id`` (one subquery each)."""
+    first = Guardian.objects.filter(family=OuterRef("family_id"), position=1)
     return {
         "guardian_last_name": Subquery(first.values("last_name")[:1]),
         "guardian_first_name": Subquery(first.values("first_name")[:1]),
@@ -512,7 +488,7 @@ def run_summary(run: InvoicingRun) -> RunSummary:
 
 def run_invoices(run: InvoicingRun):
     """The run's invoices with the family name and lines (for a page of the review)."""
-    return (run.invoices.annotate(**_guardian_name_annotations())
+    return (run.invoices.annotate(**guardian_name_annotations())
             .prefetch_related("lines")
             .order_by("guardian_last_name", "guardian_first_name", "family_id"))
 
@@ -533,7 +509,7 @@ def staff_invoice(invoice_id) -> Invoice:
     except (TypeError, ValueError):
         raise Invoice.DoesNotExist from None
     invoice = (Invoice.objects.exclude(status=Invoice.Status.DRAFT)
-               .annotate(**_guardian_name_annotations())
+               .annotate(**guardian_name_annotations())
                .select_related("regie", "credited_invoice", "family")
                .prefetch_related("lines", Prefetch("allocations", queryset=Allocation.objects.select_related("payment")),
                                  Prefetch("credit_notes", queryset=Invoice.objects.order_by("issued_at")))
@@ -553,7 +529,7 @@ def unpaid_invoices(*, regie: Regie | None = None, overdue_only: bool = False, t
                      .order_by("-at").values("at")[:1])
     invoices = (Invoice.objects.filter(kind=Invoice.Kind.INVOICE, status__in=UNPAID, total_cents__gt=F("paid_cents"))
                 .select_related("regie")
-                .annotate(last_reminded_at=Subquery(last_reminder), **_guardian_name_annotations())
+                .annotate(last_reminded_at=Subquery(last_reminder), **guardian_name_annotations())
                 .order_by("due_date", "number"))
     if regie is not None:
         invoices = invoices.filter(regie=regie)
@@ -597,7 +573,7 @@ def payment_journal(regie: Regie, day: date) -> tuple[list[PaymentAttempt], Jour
     start, end = _day_bounds(day)
     payments = _received(regie).filter(settled_at__gte=start, settled_at__lt=end)
     rows = list(payments.select_related("family", "created_by")
-                .annotate(**_guardian_name_annotations())
+                .annotate(**guardian_name_annotations())
                 .prefetch_related(Prefetch("allocations", queryset=Allocation.objects.select_related("invoice")))
                 .order_by("settled_at", "pk"))
     for payment in rows:

@@ -45,13 +45,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
 from marelle.audit.services import audit_record
-from marelle.billing.models import Allocation, FamilyCredit, Invoice, PaymentAttempt, ProviderNotification
+from marelle.billing.models import (
+    Allocation,
+    FamilyCredit,
+    Invoice,
+    PaymentAttempt,
+    ProviderNotification,
+)
 from marelle.catalog.models import Regie
 from marelle.core import clock
 
@@ -635,13 +641,10 @@ def payment_refund(*, staff, payment_id: int, amount_cents: int, external: bool 
     if not isinstance(amount_cents, int) or not 0 < amount_cents <= refundable:
         raise SettlementError(f"Montant du remboursement invalide (au plus {euros(refundable)}).",
                               field="amount_cents")
-    provider_reference = ""
-    if not external:
-        if provider_refund is None:
-            raise SettlementError("Le remboursement par le prestataire n'est pas disponible pour ce paiement : "
-                                  "remboursez par un autre moyen et enregistrez un remboursement externe.",
-                                  field="external")
-        provider_reference = provider_refund(payment, amount_cents) or ""
+    if not external and provider_refund is None:
+        raise SettlementError("Le remboursement par le prestataire n'est pas disponible pour ce paiement : "
+                              "remboursez par un autre moyen et enregistrez un remboursement externe.",
+                              field="external")
 
     allocations = list(payment.allocations.order_by("pk"))
     invoices = _lock_invoices({a.invoice_id for a in allocations})
@@ -672,6 +675,9 @@ def payment_refund(*, staff, payment_id: int, amount_cents: int, external: bool 
         # What the payment left on the credit was used elsewhere, then spent: should not happen.
         raise SettlementError("Le remboursement dépasse ce que ce paiement règle encore (crédit déjà utilisé).",
                               field="amount_cents")
+    # Last, once the books are known to balance: if the provider refuses (raises), nothing
+    # above is kept.
+    provider_reference = "" if external else (provider_refund(payment, amount_cents) or "")
 
     payment.refunded_cents += amount_cents
     payment.state = State.REFUNDED if payment.refunded_cents == payment.amount_cents else State.PARTIALLY_REFUNDED

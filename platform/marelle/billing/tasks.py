@@ -89,7 +89,7 @@ def _issued(ids):
 def invoices_issued_chunk(invoice_ids: list[int]) -> dict:
     """PDF then e-mail for each invoice; one failing PDF never stops the others (the
     download view renders a missing PDF on the fly)."""
-    from marelle.billing.pdf import stored_pdf_is_current, store_invoice_pdf
+    from marelle.billing.pdf import store_invoice_pdf, stored_pdf_is_current
 
     done = {"pdf": 0, "pdf_failed": 0, "emails": 0}
     for invoice in _issued(invoice_ids):
@@ -121,7 +121,7 @@ def invoices_issued(run_id: int) -> int:
 @shared_task(name="marelle.billing.invoice_pdf")
 def invoice_pdf(invoice_id: int) -> bool:
     """(Re)generate one invoice's PDF, e.g. after a credit note."""
-    from marelle.billing.pdf import stored_pdf_is_current, store_invoice_pdf
+    from marelle.billing.pdf import store_invoice_pdf, stored_pdf_is_current
 
     invoice = _issued([invoice_id]).first()
     if invoice is None or stored_pdf_is_current(invoice):

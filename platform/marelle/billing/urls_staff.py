@@ -21,4 +21,8 @@ urlpatterns = [
     path("factures/<int:invoice_id>/", views.invoice_detail, name="invoice"),
     path("factures/<int:invoice_id>/pdf/", views.invoice_pdf, name="invoice_pdf"),
     path("factures/<int:invoice_id>/avoir/", views.credit_note, name="credit_note"),
+    path("factures/<int:invoice_id>/utiliser-credit/", views.credit_use, name="credit_use"),
+    path("paiements/<int:payment_id>/", views.payment_detail, name="payment"),
+    path("paiements/<int:payment_id>/rembourser/", views.payment_refund, name="payment_refund"),
+    path("paiements/<int:payment_id>/accepter-montant/", views.payment_accept_amount, name="payment_accept_amount"),
 ]

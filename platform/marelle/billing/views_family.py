@@ -6,9 +6,9 @@
 - ``invoice`` / ``invoice_pdf``: one invoice and its PDF (another family's id is a 404);
 - ``pay``: GET the recap of the ticked invoices (numbers, amounts, total), POST "Payer":
   ``settlement.payment_start`` creates the attempt, then the family goes to the provider
-  (:func:`provider_redirect`, the hook the payment plugins fill) or, until a plugin offers
-  a redirect, to the attempt's page;
-- ``payment``: one payment of the family: where it stands (also the provider's return page).
+  through :func:`provider_redirect` (the payments app's start page) or, while that app is
+  not mounted, to the attempt's placeholder page;
+- ``payment``: one payment of the family: where it stands.
 
 Nothing here changes an invoice or a payment: the settlement core decides everything.
 """
@@ -23,10 +23,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from marelle.billing.models import Invoice, PaymentAttempt
+from marelle.billing.models import FamilyCredit, Invoice, PaymentAttempt
 from marelle.billing.pdf import invoice_pdf_bytes, pdf_filename
 from marelle.billing.pricing import format_euros
 from marelle.billing.selectors import (
@@ -86,25 +86,15 @@ def error_text(error: BaseException) -> str:
 def provider_redirect(request, attempt: PaymentAttempt) -> HttpResponse | None:
     """Hook for the payment plugins: the response that takes the family to the provider.
 
-    When ``marelle.billing.settlement`` offers ``payment_redirect(*, attempt, return_url)``
-    (a URL string, or a ready HttpResponse such as an auto-submitted form), the family is
-    sent there and comes back to ``return_url`` (this attempt's page). Until then: None,
-    and the family sees the placeholder page with the attempt's reference.
+    The payments app (``marelle.payments``, mounted at /paiement/ as namespace "payments")
+    starts the attempt at its provider on ``payments:start`` (redirect, or a form that
+    submits itself) and brings the family back to ``payments:return``. While that page is not
+    mounted: None, and the family sees this module's placeholder page with the reference.
     """
     try:
-        module = settlement()
-    except SettlementUnavailable:
+        return HttpResponseRedirect(reverse("payments:start", args=[attempt.pk]))
+    except NoReverseMatch:
         return None
-    build = getattr(module, "payment_redirect", None)
-    if build is None:
-        return None
-    return_url = request.build_absolute_uri(reverse("billing:payment", args=[attempt.pk]))
-    target = build(attempt=attempt, return_url=return_url)
-    if not target:
-        return None
-    if isinstance(target, HttpResponse):
-        return target
-    return HttpResponseRedirect(str(target))
 
 
 # --- Pages ---------------------------------------------------------------------------------
@@ -132,8 +122,10 @@ def _by_regie(invoices):
 
 def _render_list(request, family, *, selected=(), error: str = "", error_regie=None, status: int = 200):
     invoices = family_invoice_list(family)
+    credits = {c.regie_id: format_euros(c.balance_cents)
+               for c in FamilyCredit.objects.filter(family=family, balance_cents__gt=0)}
     return render(request, "billing/family/invoices.html", {
-        "groups": _by_regie(invoices),
+        "groups": [(*group, credits.get(group[0].pk)) for group in _by_regie(invoices)],
         "has_invoices": bool(invoices),
         "payments": family_payments(family),
         "invoice_legend": invoice_legend(),

@@ -36,9 +36,10 @@ from marelle.billing.invoicing import (
     invoicing_run_draft,
     invoicing_run_issue,
 )
-from marelle.billing.models import Invoice, InvoicingRun, PaymentAttempt
+from marelle.billing.models import FamilyCredit, Invoice, InvoicingRun, PaymentAttempt
 from marelle.billing.pricing import format_euros
 from marelle.billing.selectors import (
+    UNPAID,
     decorate_payment,
     decorate_staff_invoice,
     export_invoices,
@@ -46,6 +47,7 @@ from marelle.billing.selectors import (
     family_display,
     family_recent_invoices,
     family_unpaid_invoices,
+    guardian_name_annotations,
     invoice_state_label,
     lines_by_child,
     local_date,
@@ -378,7 +380,7 @@ def manual_payment(request):
             else:
                 amount = format_euros(data["amount"])
                 messages.success(request, f"Règlement de {amount} enregistré pour {family} "
-                                          f"({dict(PaymentAttempt.Means.choices)[data['means']]}).")
+                                          f"({payment.get_means_display()}).")
                 return redirect(f"{reverse('billing_staff:manual_payment')}?{urlencode({'famille': family.pk})}")
     payments = [decorate_payment(p) for p in
                 PaymentAttempt.objects.filter(family=family).exclude(state=PaymentAttempt.State.CREATED)
@@ -405,6 +407,10 @@ def _render_invoice(request, invoice: Invoice, form=None, status: int = 200):
         credit.total_display = format_euros(credit.total_cents)
     can_credit = (invoice.kind == Invoice.Kind.INVOICE
                   and invoice.status not in (Invoice.Status.DRAFT, Invoice.Status.CANCELLED))
+    family_credit = 0
+    if invoice.kind == Invoice.Kind.INVOICE and invoice.status in UNPAID and invoice.balance_cents > 0:
+        family_credit = (FamilyCredit.objects.filter(family_id=invoice.family_id, regie_id=invoice.regie_id)
+                         .values_list("balance_cents", flat=True).first() or 0)
     return render(request, "billing/staff/invoice.html", {
         "invoice": invoice, "family_label": family_display(invoice),
         "groups": lines_by_child(invoice.lines.all()),
@@ -413,6 +419,7 @@ def _render_invoice(request, invoice: Invoice, form=None, status: int = 200):
         "payments": [decorate_payment(a.payment) for a in invoice.allocations.all()],
         "form": form or (forms.CreditNoteForm(invoice=invoice) if can_credit else None),
         "can_credit": can_credit,
+        "family_credit": format_euros(family_credit) if family_credit > 0 else "",
     }, status=status)
 
 
@@ -442,3 +449,107 @@ def credit_note(request, invoice_id):
                                       f"facture {invoice.number}.")
             return redirect("billing_staff:invoice", invoice_id=invoice.pk)
     return _render_invoice(request, invoice, form=form, status=400)
+
+
+@regisseur_required
+@require_POST
+def credit_use(request, invoice_id):
+    """Use the family's credit (trop-perçu) in the régie on this invoice."""
+    invoice = _invoice_or_404(invoice_id)
+    try:
+        module = settlement()
+        updated = module.credit_apply(staff_or_system=request.user, family=invoice.family, regie=invoice.regie,
+                                      invoice_id=invoice.pk)
+    except SettlementUnavailable as error:
+        messages.error(request, str(error))
+    except Exception as error:
+        if not isinstance(error, settlement_errors(module)):
+            raise
+        messages.error(request, error_text(error))
+    else:
+        messages.success(request, f"Crédit de la famille utilisé : reste à payer {format_euros(updated.balance_cents)}.")
+    return redirect("billing_staff:invoice", invoice_id=invoice.pk)
+
+
+# --- One payment: detail, refund, amount anomaly -------------------------------------------------
+
+
+def _payment_or_404(payment_id) -> PaymentAttempt:
+    try:
+        payment = (PaymentAttempt.objects.select_related("regie", "family", "created_by")
+                   .annotate(**guardian_name_annotations())
+                   .prefetch_related("allocations__invoice", "notifications").get(pk=int(payment_id)))
+    except (PaymentAttempt.DoesNotExist, TypeError, ValueError):
+        raise Http404("Paiement introuvable") from None
+    decorate_payment(payment)
+    payment.family_label = family_display(payment)
+    return payment
+
+
+def _render_payment(request, payment: PaymentAttempt, form=None, status: int = 200):
+    refundable = payment.state in (PaymentAttempt.State.PAID, PaymentAttempt.State.PARTIALLY_REFUNDED)
+    allocations = [(a.invoice, format_euros(a.amount_cents)) for a in payment.allocations.all()]
+    return render(request, "billing/staff/payment.html", {
+        "payment": payment, "allocations": allocations,
+        "received_on": (payment.settings_snapshot or {}).get("received_on", ""),
+        "form": form or (forms.RefundForm(payment=payment) if refundable else None),
+        "refundable": format_euros(payment.amount_cents - payment.refunded_cents) if refundable else "",
+        "notifications": list(payment.notifications.all().order_by("-received_at")[:20]),
+    }, status=status)
+
+
+@regisseur_required
+def payment_detail(request, payment_id):
+    return _render_payment(request, _payment_or_404(payment_id))
+
+
+def _provider_refund():
+    try:
+        from marelle.payments.services import provider_refund
+    except ImportError:
+        return None
+    return provider_refund
+
+
+@regisseur_required
+@require_POST
+def payment_refund(request, payment_id):
+    payment = _payment_or_404(payment_id)
+    form = forms.RefundForm(request.POST, payment=payment)
+    if form.is_valid():
+        through_provider = form.cleaned_data.get("through_provider", False)
+        try:
+            module = settlement()
+            module.payment_refund(staff=request.user, payment_id=payment.pk, amount_cents=form.cleaned_data["amount"],
+                                  external=not through_provider,
+                                  provider_refund=_provider_refund() if through_provider else None,
+                                  reason=form.cleaned_data["reason"])
+        except SettlementUnavailable as error:
+            form.add_error(None, str(error))
+        except Exception as error:
+            if not isinstance(error, settlement_errors(module)):
+                raise
+            field = "amount" if getattr(error, "field", None) == "amount_cents" else None
+            form.add_error(field, error_text(error))
+        else:
+            messages.success(request, f"Remboursement de {format_euros(form.cleaned_data['amount'])} enregistré.")
+            return redirect("billing_staff:payment", payment_id=payment.pk)
+    return _render_payment(request, payment, form=form, status=400)
+
+
+@regisseur_required
+@require_POST
+def payment_accept_amount(request, payment_id):
+    payment = _payment_or_404(payment_id)
+    try:
+        module = settlement()
+        module.payment_accept_reported_amount(staff=request.user, payment_id=payment.pk)
+    except SettlementUnavailable as error:
+        messages.error(request, str(error))
+    except Exception as error:
+        if not isinstance(error, settlement_errors(module)):
+            raise
+        messages.error(request, error_text(error))
+    else:
+        messages.success(request, "Montant annoncé par le prestataire accepté : le paiement est réglé sur les factures.")
+    return redirect("billing_staff:payment", payment_id=payment.pk)

@@ -257,17 +257,17 @@ class EnrolmentReservationCreateApi(BookingApi):
                                                  idempotency_key=key)
             except ReservationRejected as rejected:
                 return rejection(rejected)
-        reservation.service_label, reservation.period_label = enrolment.service.label, enrolment.period.label
         prefetch_related_objects([reservation], Prefetch("lines", queryset=LINES))
-        if reservation.pk in created:
-            location = reverse("booking_api:reservation", kwargs={"number": reservation.number})
-            return Response(ReservationSerializer(reservation).data, status=status.HTTP_201_CREATED,
-                            headers={"Location": location})
-        if reservation.enrolment_id != enrolment.pk or not _same_request(reservation, changes):
+        replayed = reservation.pk not in created
+        if replayed and (reservation.enrolment_id != enrolment.pk or not _same_request(reservation, changes)):
             return Response({"detail": KEY_REUSED.format(number=reservation.number)},
                             status=status.HTTP_409_CONFLICT)
-        return Response(ReservationSerializer(reservation).data, status=status.HTTP_200_OK,
-                        headers={REPLAYED_HEADER: "true"})
+        reservation.service_label, reservation.period_label = enrolment.service.label, enrolment.period.label
+        data = ReservationSerializer(reservation).data
+        if replayed:
+            return Response(data, status=status.HTTP_200_OK, headers={REPLAYED_HEADER: "true"})
+        location = reverse("booking_api:reservation", kwargs={"number": reservation.number})
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": location})
 
 
 class ChildReservationListApi(BookingApi):

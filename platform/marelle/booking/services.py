@@ -221,7 +221,39 @@ def plan_changes(*, enrolment: Enrolment, changes: list[Change], now: datetime |
             continue
         price = unit_price_cents(service_conf, change.unit, bracket=bracket, start=change.start, end=change.end)
         planned.append(PlannedLine(change, units[change.unit], decision, price))
+    problems.extend(_limit_problems(enrolment, service_conf, calendar, planned))
     return planned, problems
+
+
+def _limit_problems(enrolment: Enrolment, service_conf, calendar, planned: list[PlannedLine]) -> list[LineProblem]:
+    """min/max days per week and max per period, on the planning as it would be afterwards."""
+    from marelle.booking.rules import check_week_limits, group_by_week, week_start
+
+    rules = service_conf.booking
+    if not planned or not (rules.min_days_per_week or rules.max_days_per_week or rules.max_days_per_period):
+        return []
+    period = enrolment.period
+    days = set(Booking.objects.filter(child=enrolment.child, enrolment=enrolment, action="book",
+                                      state__in=Booking.LIVE_STATES, day__range=(period.start, period.end))
+               .values_list("day", flat=True))
+    for line in planned:
+        (days.add if line.change.action == "book" else days.discard)(line.change.day)
+    touched = {week_start(line.change.day) for line in planned}
+    weeks = group_by_week(days)
+    checked = {monday: weeks.get(monday, set()) for monday in touched}
+    problems = check_week_limits(checked, rules, calendar=calendar)
+    if rules.max_days_per_period and len(days) > rules.max_days_per_period:
+        problems += [p for p in check_week_limits(weeks, rules) if "sur la période" in p and p not in problems]
+    first = {week_start(line.change.day): line.change for line in reversed(planned)}
+    return [LineProblem(next((c for monday, c in first.items() if problem.startswith("Semaine")
+                              and _week_label(monday) in problem), planned[0].change), problem)
+            for problem in problems]
+
+
+def _week_label(monday) -> str:
+    from marelle.booking.rules import format_date
+
+    return f"Semaine du {format_date(monday)}"
 
 
 def _check_time_range(change: Change, unit_conf) -> str | None:

@@ -332,7 +332,7 @@ def plan_group(group: GroupPlan, *, using: str = DEFAULT_DB_ALIAS) -> GroupPlan:
         if others:
             group.slow_reason = "pre/post_migrate receivers to run: " + ", ".join(others)
             return group
-        statements = executor.collect_sql(plan)
+        statements = executor.loader.collect_sql(plan)
         ddl = "\n".join(statements)
         if re.search(rf'(?<![A-Za-z0-9_])"?{re.escape(template)}"?\s*\.', ddl):
             group.slow_reason = f"generated SQL names the template schema {template}"

@@ -36,6 +36,21 @@ KINDS = {
             ],
         ),
 """,
+    # A column, then a table: two operations in one migration (atomicity tests).
+    "create_model_after_field": """
+        migrations.AddField(
+            model_name={model!r},
+            name={field!r},
+            field=models.TextField(null=True, blank=True),
+        ),
+        migrations.CreateModel(
+            name={new_model!r},
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("label", models.CharField(max_length=50)),
+            ],
+        ),
+""",
     # Python code: cannot be reduced to SQL, so migrate_communes must use Django's path.
     "run_python": """
         migrations.AddField(

@@ -126,7 +126,7 @@ def start_at_provider(*, payment: PaymentAttempt, return_url: str, notification_
 
     with transaction.atomic():
         try:
-            locked = (PaymentAttempt.objects.select_for_update(nowait=True, no_key=True)
+            locked = (PaymentAttempt.objects.select_for_update(nowait=True, no_key=True, of=("self",))
                       .select_related("regie", "family", "created_by").get(pk=payment.pk))
         except OperationalError:
             raise StartRefused("Ce paiement est déjà en cours d'ouverture dans une autre fenêtre.") from None

@@ -411,7 +411,8 @@ def french_error(item: Mapping[str, Any]) -> str:
     if kind in _MESSAGES:
         return _MESSAGES[kind] + ("" if kind == "missing" else f" (valeur lue : {value!r})")
     if kind == "literal_error":
-        return f"valeur {value!r} non permise ; valeurs possibles : {ctx.get('expected')}"
+        expected = str(ctx.get("expected", "")).replace(" or ", " ou ")
+        return f"valeur {value!r} non permise ; valeurs possibles : {expected}"
     if kind == "greater_than_equal":
         return f"doit être supérieur ou égal à {ctx.get('ge')} (valeur lue : {value!r})"
     if kind == "greater_than":
