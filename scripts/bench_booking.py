@@ -121,6 +121,10 @@ def server_app():
     global urlpatterns
     urlpatterns = [path("__bench__/floor/", _floor_view), path("", include(settings.ROOT_URLCONF))]
     settings.ROOT_URLCONF = __name__
+    if os.environ.get("BENCH_TENANT_LIMIT_SET_CALLS") == "1":
+        # Experiment (--limit-set-calls) to size a lever, not the product's setting: see the
+        # comment on TENANT_LIMIT_SET_CALLS in marelle/settings.py.
+        settings.TENANT_LIMIT_SET_CALLS = True
     return application
 
 
@@ -221,6 +225,23 @@ class CpuMeter:
         return {"elapsed": elapsed, "server_s": server, "db_s": database, "client_s": client,
                 "machine_busy_pct": busy / total * 100,
                 "other_s": max(0.0, machine_busy_s - server - database - client)}
+
+
+def wait_until_quiet(max_seconds: float, threshold_pct: float = 25.0) -> dict:
+    """Wait (at most ``max_seconds``) until the machine is less than ``threshold_pct`` busy
+    over two 5-second windows in a row; return what was seen."""
+    started, quiet_windows, seen = time.monotonic(), 0, []
+    while time.monotonic() - started < max_seconds:
+        before = cpu_times()
+        time.sleep(5)
+        after = cpu_times()
+        busy = (after[0] - before[0]) / max(1, after[1] - before[1]) * 100
+        seen.append(round(busy))
+        quiet_windows = quiet_windows + 1 if busy < threshold_pct else 0
+        if quiet_windows >= 2:
+            break
+    return {"waited_s": round(time.monotonic() - started), "busy_pct_samples": seen[-12:],
+            "quiet": quiet_windows >= 2}
 
 
 def free_port() -> int:
@@ -699,6 +720,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="0 : un port libre")
     parser.add_argument("--max-seconds", type=float, default=1200, help="arrêt forcé au-delà (tout compris)")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                        help="avant la charge, attendre (au plus SECONDS) que la machine soit calme (< 25 %% CPU)")
+    parser.add_argument("--limit-set-calls", action="store_true",
+                        help="expérience : TENANT_LIMIT_SET_CALLS=True dans gunicorn (mesure d'un levier, pas le "
+                             "réglage du produit)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -771,6 +797,13 @@ def main(argv=None) -> int:
         phantom_before, reservations_before = snapshot(communes)
         connection.close()  # nothing of ours holds a connection while the server is measured
 
+        if args.wait_quiet > 0:
+            say(f"Attente d'une machine calme (au plus {args.wait_quiet:.0f} s)…")
+            result["wait_quiet"] = wait_until_quiet(args.wait_quiet)
+            say(f"  {result['wait_quiet']}")
+        if args.limit_set_calls:
+            env["BENCH_TENANT_LIMIT_SET_CALLS"] = "1"
+            result["settings"]["experiment"] = "TENANT_LIMIT_SET_CALLS=True"
         port = args.port or free_port()
         say(f"gunicorn ({args.workers} workers sync) sur 127.0.0.1:{port} — journal {log_path}")
         server = start_server(env, port, args.workers, log_path)

@@ -295,6 +295,20 @@ class Bench:
 
 # --- inside Django (subprocess) ---------------------------------------------------------
 
+def same_structure(a: str, b: str) -> bool:
+    """Whether two schemas have the same DDL (pg_dump --schema-only, names normalised)."""
+    url = os.environ["DATABASE_URL"]
+
+    def ddl(schema):
+        out = subprocess.run(["pg_dump", "--schema-only", "--no-owner", "--no-privileges", "-n", schema, url],
+                             check=True, capture_output=True, text=True).stdout
+        lines = [line.replace(schema, "SCHEMA_X") for line in out.splitlines()
+                 if line.strip() and not line.startswith(("--", "SET ", "SELECT pg_catalog"))]
+        return sorted(lines)
+
+    return ddl(a) == ddl(b)
+
+
 def django_main(action: str, *argv):
     import django
 
@@ -326,7 +340,9 @@ def django_main(action: str, *argv):
 
         template, reps = argv[0], int(argv[1])
         timings = {"migrations": [], "clone": [], "clone_and_fake_migrate": []}
+        identical = None
         for i in range(reps):
+            made = {}
             for way in timings:
                 name = f"probe_{way[:5]}_{i}"
                 connection.set_schema_to_public()
@@ -343,11 +359,17 @@ def django_main(action: str, *argv):
                         call_command("migrate_schemas", tenant=True, fake=True, schema_name=name,
                                      interactive=False, verbosity=0)
                 timings[way].append(time.perf_counter() - started)
-                connection.set_schema_to_public()
-                with connection.cursor() as cursor:
+                made[way] = name
+            connection.set_schema_to_public()
+            if i == 0:
+                identical = same_structure(made["migrations"], made["clone"])
+            with connection.cursor() as cursor:
+                for name in made.values():
                     cursor.execute(f'DROP SCHEMA "{name}" CASCADE')
-        return {way: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
-                for way, v in timings.items()}
+        out = {way: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
+               for way, v in timings.items()}
+        out["clone_structure_identical_to_migrated"] = identical
+        return out
     raise SystemExit(f"unknown action {action}")
 
 

@@ -62,11 +62,11 @@ def extra_migration(communes, settings, tmp_path):
     """Factory: make Django see one new booking migration of ``kind``; cleaned up after."""
     made = []
 
-    def make(kind="add_field"):
+    def make(kind="add_field", fail_schemas=()):
         n = next(_counter)
         package = f"ops_extra_migrations_{n}_{id(tmp_path) % 100000}"
         name = f"9{n:03d}_ops_{kind}"
-        write_extra_migration_package(tmp_path, package=package, name=name, kind=kind)
+        write_extra_migration_package(tmp_path, package=package, name=name, kind=kind, fail_schemas=fail_schemas)
         sys.path.insert(0, str(tmp_path))
         settings.MIGRATION_MODULES = {"booking": package}
         made.append(name)
@@ -195,6 +195,18 @@ def test_python_migrations_take_djangos_path_one_transaction_per_schema(db, comm
     assert report.groups[0]["path"] == "django" and "RunPython" in report.groups[0]["reason"]
     assert {r.status for r in report.results} == {"applied"}
     assert all(recorded(s, name) and column_exists(s, "booking_booking", "ops_note") for s in SCHEMAS)
+
+
+def test_a_python_migration_failing_in_one_schema_leaves_it_whole(db, communes, extra_migration):
+    name = extra_migration("run_python", fail_schemas=(SCHEMAS[1],))
+
+    report, lines = run()
+
+    statuses = {r.schema: r.status for r in report.results}
+    assert statuses == {SCHEMAS[0]: "applied", SCHEMAS[1]: "failed", SCHEMAS[2]: "applied"}
+    assert "refused in" in by_schema(report)[SCHEMAS[1]].error
+    # The column added by the first operation was rolled back with the failing RunPython.
+    assert not column_exists(SCHEMAS[1], "booking_booking", "ops_note") and not recorded(SCHEMAS[1], name)
 
 
 def test_command_checks_plans_and_fails_loudly(db, communes, extra_migration, capsys):

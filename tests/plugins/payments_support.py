@@ -18,7 +18,13 @@ import requests
 import time_machine
 from django.conf import settings
 from django.db import connection, connections
-from tests.support import ALPHA_YAML, create_committed_commune, drop_committed_commune, in_own_connection
+
+from tests.support import (
+    ALPHA_YAML,
+    create_committed_commune,
+    drop_committed_commune,
+    in_own_connection,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 MONDAY = datetime(2026, 9, 7, 10, 0, tzinfo=PARIS)
@@ -78,6 +84,7 @@ class PaymentWorld:
         from marelle.billing.models import Invoice
         from marelle.booking.services import Change, reservation_submit
         from marelle.catalog.models import Regie
+
         from tenants.models import Domain
         from tests.factories import accept_document, enrol, make_family
 
@@ -138,7 +145,6 @@ class PaymentWorld:
 
         def start():
             from django.contrib.auth import get_user_model
-
             from marelle.billing.settlement import payment_start
             from marelle.families.models import Family
 
@@ -170,7 +176,12 @@ class PaymentWorld:
             return session
 
         def make_session():
-            from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+            from django.contrib.auth import (
+                BACKEND_SESSION_KEY,
+                HASH_SESSION_KEY,
+                SESSION_KEY,
+                get_user_model,
+            )
 
             user = get_user_model().objects.get(pk=payer.user_id)
             store = import_module(settings.SESSION_ENGINE).SessionStore()

@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from marelle.plugin_api import NotificationData
 from marelle.plugin_api.manager import build_registry
 from marelle.plugin_api.testing import PaymentProviderContract, closed_port

@@ -8,9 +8,8 @@ import inspect
 import re
 from pathlib import Path
 
-import pytest
-
 import marelle.plugin_api as plugin_api
+import pytest
 from marelle.plugin_api import (
     PaymentProvider,
     PluginSettings,
@@ -68,13 +67,9 @@ def test_hook_marelle_register_payment_providers():
         "key_env : attendu : le nom d'une variable d'environnement (MAJUSCULES, chiffres, _), jamais le secret "
         "lui-même"]
 
-    class Twice:
-        @hookimpl
-        def marelle_register_payment_providers(self):
-            return [Desk]
-
-    with pytest.raises(PluginError, match="Two payment providers share the identifier « desk »"):
-        build_registry(autoload=False, extra_objects=[("desk", Plugin()), ("desk2", Twice())])
+    # Two plugins cannot both claim "desk": the identifier must be the plugin's own name.
+    with pytest.raises(PluginError, match="must equal its plugin's entry-point name « desk2 »"):
+        build_registry(autoload=False, extra_objects=[("desk", Plugin()), ("desk2", Plugin())])
 
 
 class Batch(RecoveryChannel):

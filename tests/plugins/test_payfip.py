@@ -13,7 +13,6 @@ import requests
 import time_machine
 import zeep
 from django.db import transaction
-
 from marelle.plugin_api import (
     NotificationData,
     PaymentRequest,
@@ -25,6 +24,7 @@ from marelle.plugin_api.testing import PaymentProviderContract, closed_port
 from marelle_payfip.client import PRODUCTION_BASE_URL
 from marelle_payfip.fake_server import PARIS, FakePayFiP
 from marelle_payfip.plugin import ENV_URL, PayFiPProvider
+
 from tests.plugins.payments_support import URLCONF, PaymentWorld, csrf_form, resolve_localhost
 from tests.support import ALPHA_YAML
 

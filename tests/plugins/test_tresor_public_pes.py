@@ -236,6 +236,9 @@ def mutate(xml: bytes, old: bytes, new: bytes, count: int = 1) -> bytes:
      f"{PIECE2}/LigneDePiece[1]/BlocLignePiece/InfoLignePiece/MtHT : seul l'attribut V est permis (trouvé : Devise)."),
     (b'<MtHT V="38.00"/>', b'<MtHT>38.00</MtHT>',
      f"{PIECE2}/LigneDePiece[1]/BlocLignePiece/InfoLignePiece/MtHT : texte interdit : la valeur va dans l'attribut V."),
+    (b'<Nom V="DUPONT"/>', b'<x:Nom xmlns:x="urn:x" V="DUPONT"/>',
+     f"{PIECE2}/LigneDePiece[1]/Tiers[1]/InfoTiers/Nom : élément qualifié par un espace de noms (seule la racine "
+     "l'est dans un PES)."),
     (b'<Majo V="0"/>', b'<Majo V="0"/><Inconnu V="1"/>',
      "/PES_Aller/PES_RecetteAller/Bordereau[1]/Piece[1]/LigneDePiece[1]/BlocLignePiece/InfoLignePiece/Inconnu : "
      "élément inattendu ici."),

@@ -2,7 +2,6 @@
 them); used by the payment tests until then, and harmless after."""
 
 from django.urls import include, path
-
 from marelle import urls_tenant
 
 

@@ -171,6 +171,8 @@ def _debtors(family_ids) -> dict[int, dict]:
     for guardian in Guardian.objects.filter(family_id__in=family_ids, position=1):
         debtors[guardian.family_id] = {
             "name": f"{guardian.get_civility_display()} {guardian.first_name} {guardian.last_name}".strip(),
+            # Kept apart too: a titre de recette (PES) needs civility, first and last name.
+            "civility": guardian.civility, "first_name": guardian.first_name, "last_name": guardian.last_name,
             "address": guardian.address_line, "complement": guardian.address_complement,
             "postcode": guardian.postcode, "city": guardian.city, "email": guardian.email,
         }

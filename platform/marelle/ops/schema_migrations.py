@@ -41,7 +41,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, router, transaction
+from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connection, connections, router, transaction
 from django.db.migrations import operations as migration_operations
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
@@ -125,14 +125,19 @@ def _detection_sql(commune_table: str, only: list[str] | None) -> str:
     only_clause = "AND c.schema_name = ANY(%(only)s)" if only is not None else ""
     return f"""
 WITH expected(app, name) AS (SELECT * FROM unnest(%(apps)s::text[], %(names)s::text[])),
-schemas AS (
-    SELECT c.schema_name,
-           to_regclass(format('%%I.django_migrations', c.schema_name)) AS tbl
+communes AS (
+    SELECT c.schema_name
       FROM {commune_table} c
       JOIN pg_namespace n ON n.nspname = c.schema_name
      WHERE c.schema_name <> %(public)s {only_clause}
      ORDER BY c.schema_name
      LIMIT %(limit)s OFFSET %(offset)s
+),
+schemas AS (
+    SELECT schema_name, to_regclass(format('%%I.django_migrations', schema_name)) AS tbl
+      FROM (SELECT schema_name FROM communes
+            UNION ALL
+            SELECT %(public)s WHERE %(with_public)s) s
 ),
 applied AS (
     SELECT s.schema_name, x.app, x.name
@@ -151,10 +156,12 @@ SELECT s.schema_name, s.tbl IS NOT NULL, e.app, e.name
 
 
 def detect(disk: DiskMigrations, *, only: list[str] | None = None, using: str = DEFAULT_DB_ALIAS,
-           chunk: int = DETECTION_CHUNK) -> list[SchemaState]:
-    """Every commune schema (existing in the database) and the expected migrations it lacks.
+           chunk: int = DETECTION_CHUNK, include_public: bool = False) -> list[SchemaState]:
+    """Every commune schema (existing in the database) and the expected migrations it lacks
+    (and the public schema's, with ``include_public``: Django records every migration in
+    every schema, the router only skips their operations).
 
-    One statement for up to ``chunk`` schemas (1,000 by default), on the public schema.
+    One statement for up to ``chunk`` communes (1,000 by default), on the public schema.
     """
     from tenants.models import Commune
 
@@ -168,11 +175,12 @@ def detect(disk: DiskMigrations, *, only: list[str] | None = None, using: str = 
     offset = 0
     while True:
         with conn.cursor() as cursor:
-            cursor.execute(sql, {**params, "offset": offset})
+            cursor.execute(sql, {**params, "offset": offset, "with_public": include_public and offset == 0})
             rows = cursor.fetchall()
         seen = set()
         for schema, has_table, app, name in rows:
-            seen.add(schema)
+            if schema != settings.PUBLIC_SCHEMA_NAME:
+                seen.add(schema)
             state = states.setdefault(schema, SchemaState(schema, has_table))
             if app is not None:
                 state.missing.add((app, name))
@@ -535,6 +543,7 @@ def migrate_with_django(schemas: list[str], *, atomic: bool, verbosity: int = 0,
 class RunReport:
     schemas_total: int = 0
     pending_schemas: int = 0
+    shared_pending: list[str] | None = None
     groups: list[dict] = field(default_factory=list)
     results: list[SchemaResult] = field(default_factory=list)
     detection_seconds: float = 0.0
@@ -557,14 +566,19 @@ def all_atomic(disk: DiskMigrations, pending: frozenset[Key]) -> bool:
 
 
 def plan_run(*, only: list[str] | None = None, using: str = DEFAULT_DB_ALIAS,
-             disk: DiskMigrations | None = None) -> tuple[list[GroupPlan], int, float]:
-    """Detect and group: (groups of pending schemas, schemas looked at, detection time)."""
+             disk: DiskMigrations | None = None, include_public: bool = False):
+    """Detect and group: (groups of pending commune schemas, communes looked at, detection
+    time, what the public schema lacks or None when not asked)."""
     disk = disk or disk_migrations()
     started = time.perf_counter()
-    states = detect(disk, only=only, using=using)
+    states = detect(disk, only=only, using=using, include_public=include_public)
     detection = time.perf_counter() - started
+    public = None
     by_pending: dict[tuple[frozenset, str | None], list[str]] = defaultdict(list)
     for state in states:
+        if state.schema == settings.PUBLIC_SCHEMA_NAME:
+            public = sorted(f"{a}.{n}" for a, n in pending_of(state, disk)[0])
+            continue
         if not valid_schema_name(state.schema):
             raise MigrationRunError(f"commune schema name {state.schema!r} is not a valid identifier")
         pending, reason = pending_of(state, disk)
@@ -572,7 +586,7 @@ def plan_run(*, only: list[str] | None = None, using: str = DEFAULT_DB_ALIAS,
             by_pending[(pending, reason)].append(state.schema)
     groups = [GroupPlan(pending=pending, schemas=sorted(schemas), slow_reason=reason)
               for (pending, reason), schemas in sorted(by_pending.items(), key=lambda kv: -len(kv[1]))]
-    return groups, len(states), detection
+    return groups, len(states) - (public is not None), detection, public
 
 
 def acquire_run_lock(using: str = DEFAULT_DB_ALIAS) -> bool:
@@ -588,8 +602,13 @@ def release_run_lock(using: str = DEFAULT_DB_ALIAS) -> None:
 
 def run(*, only: list[str] | None = None, jobs: int = 4, lock_timeout: str = "5s",
         statement_timeout: str | None = None, canary: bool = True, force_django: bool = False,
-        dry_run: bool = False, verbosity: int = 1, write=None, using: str = DEFAULT_DB_ALIAS) -> RunReport:
-    """Migrate the commune schemas (not the public one). See the module docstring."""
+        dry_run: bool = False, verbosity: int = 1, write=None, using: str = DEFAULT_DB_ALIAS,
+        migrate_shared=None) -> RunReport:
+    """Migrate the commune schemas. See the module docstring.
+
+    With ``migrate_shared`` (a callable), the same detection query reads the public schema
+    too, and when it lacks something ``migrate_shared()`` (Django's migrate of the shared
+    apps) runs first."""
     write = write or (lambda line: None)
     report = RunReport()
     clock = time.perf_counter()
@@ -598,7 +617,23 @@ def run(*, only: list[str] | None = None, jobs: int = 4, lock_timeout: str = "5s
         raise MigrationRunError("another migrate_communes holds the lock; try again when it ends")
     try:
         disk = disk_migrations()
-        groups, report.schemas_total, report.detection_seconds = plan_run(only=only, using=using, disk=disk)
+        try:
+            with transaction.atomic(using=using):
+                groups, report.schemas_total, report.detection_seconds, report.shared_pending = plan_run(
+                    only=only, using=using, disk=disk, include_public=migrate_shared is not None)
+        except ProgrammingError:
+            # A new database: no tenants_commune yet. The shared schema first, then detect.
+            if migrate_shared is None or dry_run:
+                raise
+            write("Shared schema not migrated yet: Django's migrate.")
+            migrate_shared()
+            groups, report.schemas_total, report.detection_seconds, report.shared_pending = plan_run(
+                only=only, using=using, disk=disk, include_public=True)
+        if report.shared_pending:
+            write(f"Shared schema lacks {len(report.shared_pending)} migrations: "
+                  + ("Django's migrate." if not dry_run else ", ".join(report.shared_pending)))
+            if not dry_run:
+                migrate_shared()
         report.pending_schemas = sum(len(g.schemas) for g in groups)
         if not groups:
             write(f"Nothing to apply: {report.schemas_total} commune schemas up to date "

@@ -58,7 +58,7 @@ KINDS = {
             name={field!r},
             field=models.TextField(null=True, blank=True),
         ),
-        migrations.RunPython(migrations.RunPython.noop, migrations.RunPython.noop),
+        migrations.RunPython(fail_in_some_schemas, migrations.RunPython.noop),
 """,
 }
 
@@ -66,8 +66,11 @@ KINDS = {
 def write_extra_migration_package(directory: Path | str, *, app_label: str = "booking",
                                   package: str = "ops_extra_migrations", name: str = "9001_ops_extra",
                                   kind: str = "add_field", model: str = "booking", field: str = "ops_note",
-                                  new_model: str = "OpsProbe") -> str:
-    """Write ``<directory>/<package>/`` and return ``package`` (for MIGRATION_MODULES)."""
+                                  new_model: str = "OpsProbe", fail_schemas: tuple[str, ...] = ()) -> str:
+    """Write ``<directory>/<package>/`` and return ``package`` (for MIGRATION_MODULES).
+
+    ``kind="run_python"`` adds a column then runs Python that raises in ``fail_schemas``
+    (to show a failure after a first operation leaves nothing behind)."""
     from django.apps import apps
     from django.db.migrations.loader import MigrationLoader
 
@@ -89,7 +92,11 @@ def write_extra_migration_package(directory: Path | str, *, app_label: str = "bo
     operations = KINDS[kind].format(model=model, field=field, new_model=new_model, app_label=app_label,
                                     model_cap=model.capitalize())
     (target / f"{name}.py").write_text(
-        "from django.db import migrations, models\n\n\n"
+        "from django.db import migrations, models\n\n"
+        f"FAIL_SCHEMAS = {tuple(fail_schemas)!r}\n\n\n"
+        "def fail_in_some_schemas(apps, schema_editor):\n"
+        "    if schema_editor.connection.schema_name in FAIL_SCHEMAS:\n"
+        "        raise RuntimeError('refused in ' + schema_editor.connection.schema_name)\n\n\n"
         "class Migration(migrations.Migration):\n"
         f"    dependencies = {leaves!r}\n\n"
         f"    operations = [{operations}    ]\n"

@@ -16,8 +16,8 @@ settlement core.
 
 from __future__ import annotations
 
+import functools
 import logging
-from functools import lru_cache
 from pathlib import Path
 
 from django.contrib.auth.decorators import login_required
@@ -43,10 +43,10 @@ State = PaymentAttempt.State
 TEMPLATES = Path(__file__).parent / "templates" / "payments"
 # Notifications accepted per provider and client address per minute (a forged flood only
 # triggers look-ups; this bounds them).
-NOTIFICATIONS_PER_MINUTE = 120
+NOTIFICATIONS_PER_MINUTE = 600
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def _template(name: str):
     # This package is not an installed app: its templates are read from its folder; they
     # extend the portal's layout through the project's template engine.

@@ -19,7 +19,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from marelle.plugin_api import hookspecs
-from marelle.plugin_api.payment import PaymentProvider, PluginSettings, secret_fields, settings_errors
+from marelle.plugin_api.payment import (
+    PaymentProvider,
+    PluginSettings,
+    secret_fields,
+    settings_errors,
+)
 from marelle.plugin_api.recovery import RecoveryChannel
 
 

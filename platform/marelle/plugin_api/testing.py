@@ -5,20 +5,23 @@ local fake of the provider, and pytest runs the contract's tests on your provide
 
     import pytest
     from marelle.plugin_api.testing import PaymentProviderContract
-    from marelle_payfip.fake_server import FakePayFiP
-    from marelle_payfip.plugin import PayFiPProvider
+    from marelle_guichet.fake_network import FakeNetwork
+    from marelle_guichet.plugin import GuichetProvider
 
-    class TestPayFiPContract(PaymentProviderContract):
-        provider_class = PayFiPProvider
-        bad_settings = [({"numcli": "12"}, "6 chiffres")]
+    class TestGuichetContract(PaymentProviderContract):
+        provider_class = GuichetProvider
+        bad_settings = [({"validity_days": 0}, "supérieur ou égal à 1")]
 
         @pytest.fixture
         def server(self):
-            with FakePayFiP() as fake:
-                yield fake
+            with FakeNetwork() as network:
+                yield network
 
         def settings_for(self, server):
-            return {"numcli": "123456", "service_url": server.url}
+            return {"api_url": server.url, "api_key_env": "GUICHET_API_KEY"}
+
+        def environ(self, server):
+            return {"GUICHET_API_KEY": server.api_key}
 
         def complete(self, server, provider_reference, outcome):
             ...  # make the fake report ``outcome`` for this payment

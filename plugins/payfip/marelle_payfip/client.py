@@ -27,7 +27,6 @@ import logging
 import zeep
 import zeep.helpers
 from eopayment import payfip_ws
-
 from marelle.plugin_api import ProviderUnavailable
 
 logger = logging.getLogger(__name__)

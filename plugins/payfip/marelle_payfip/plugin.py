@@ -23,8 +23,6 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from eopayment.payfip_ws import normalize_objet
-from pydantic import AfterValidator, Field
-
 from marelle.plugin_api import (
     NotificationData,
     PaymentProvider,
@@ -36,6 +34,8 @@ from marelle.plugin_api import (
     ProviderStatus,
     hookimpl,
 )
+from pydantic import AfterValidator, Field
+
 from marelle_payfip.client import PRODUCTION_BASE_URL, PayFiPClient, PayFiPFault
 
 logger = logging.getLogger(__name__)

@@ -36,6 +36,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+try:  # python-stdnum comes with the core; the SIRET check digit is checked when it is there.
+    from stdnum.fr import siret as _stdnum_siret
+except ImportError:  # pragma: no cover
+    _stdnum_siret = None
+
 __all__ = [
     "ALLER_NAMESPACE", "ENCODING", "PesDataError", "NumberingError",
     "PesHeader", "Bordereau", "Debtor", "PieceLine", "Piece",
@@ -372,6 +377,8 @@ def _check_header(header: PesHeader, errors: list[str]) -> None:
                       "ou 02A/02B suivi de 3 ou 4 chiffres.")
     if not SIRET.match(header.id_coll or ""):
         errors.append(f"SIRET du budget « {header.id_coll} » invalide : 14 chiffres.")
+    elif _stdnum_siret is not None and not _stdnum_siret.is_valid(header.id_coll):
+        errors.append(f"SIRET du budget « {header.id_coll} » invalide : clé de contrôle incorrecte.")
     if not COD_COL.match(header.cod_col or ""):
         errors.append(f"Code collectivité « {header.cod_col} » invalide : 3 chiffres.")
     if not COD_BUD.match(header.cod_bud or ""):

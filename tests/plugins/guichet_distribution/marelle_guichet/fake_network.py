@@ -7,7 +7,7 @@ import hmac
 import itertools
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -33,7 +33,7 @@ class FakeNetwork:
         slip = self.slips[slip_id]
         slip["etat"] = state
         if state == "regle":
-            slip["regle_le"] = datetime.now(timezone.utc).isoformat()
+            slip["regle_le"] = datetime.now(UTC).isoformat()
 
     def notification(self, slip_id: str) -> tuple[bytes, dict[str, str]]:
         body = json.dumps({"bordereau": slip_id, "evenement": f"evt_{next(self._events)}"}).encode()

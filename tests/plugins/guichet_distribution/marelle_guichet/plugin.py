@@ -15,8 +15,6 @@ from datetime import datetime
 from typing import Annotated
 
 import requests
-from pydantic import AfterValidator, Field
-
 from marelle.plugin_api import (
     NotificationData,
     PaymentProvider,
@@ -30,6 +28,7 @@ from marelle.plugin_api import (
     SecretRef,
     hookimpl,
 )
+from pydantic import AfterValidator, Field
 
 STATES = {"a_regler": "pending", "regle": "paid", "rejete": "refused", "annule": "cancelled", "perime": "expired"}
 

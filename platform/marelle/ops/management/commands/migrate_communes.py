@@ -18,17 +18,9 @@ import time
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.migrations.executor import MigrationExecutor
+from django.db import DEFAULT_DB_ALIAS
 
 from marelle.ops import schema_migrations
-
-
-def shared_pending() -> list[str]:
-    connection.set_schema_to_public()
-    executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    return [f"{m.app_label}.{m.name}" for m, _ in plan]
 
 
 class Command(BaseCommand):
@@ -64,17 +56,9 @@ class Command(BaseCommand):
                 raise CommandError(f"invalid schema name {schema!r}")
         dry = options["plan"] or options["check"]
 
-        shared = []
-        if not options["skip_shared"]:
-            shared = shared_pending()
-            if shared and not dry:
-                self.stdout.write(f"Shared schema: applying {len(shared)} migrations with Django's migrate.")
-                call_command("migrate_schemas", shared=True, interactive=False,
-                             verbosity=max(0, verbosity - 1), database=options["database"])
-            elif shared:
-                self.stdout.write(f"Shared schema: {len(shared)} pending ({', '.join(shared)}).")
-            elif verbosity >= 2:
-                self.stdout.write("Shared schema: up to date.")
+        def migrate_shared():
+            call_command("migrate_schemas", shared=True, interactive=False,
+                         verbosity=max(0, verbosity - 1), database=options["database"])
 
         try:
             report = schema_migrations.run(
@@ -82,16 +66,17 @@ class Command(BaseCommand):
                 statement_timeout=options["statement_timeout"], canary=options["canary"],
                 force_django=options["force_django"], dry_run=dry, verbosity=verbosity,
                 write=self.stdout.write, using=options["database"],
+                migrate_shared=None if options["skip_shared"] else migrate_shared,
             )
         except schema_migrations.MigrationRunError as exc:
             raise CommandError(str(exc)) from exc
 
         if options["report"]:
             data = report.as_json()
-            data["shared_pending"] = shared
             data["total_seconds"] = round(time.perf_counter() - started, 3)
             with open(options["report"], "w") as fh:
                 json.dump(data, fh, indent=2, default=str)
+        shared = report.shared_pending or []
         if options["check"] and (shared or report.pending_schemas):
             raise CommandError(f"pending: shared schema {len(shared)} migrations, "
                                f"{report.pending_schemas} commune schemas", returncode=1)
