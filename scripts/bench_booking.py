@@ -102,7 +102,6 @@ urlpatterns: list = []  # filled by server_app(): the bench-only floor view, the
 
 def _floor_view(request):
     from django.http import JsonResponse
-
     from marelle.booking.models import Booking
 
     rows = list(Booking.objects.order_by("pk").values("id", "day", "state")[:FLOOR_ROWS])
@@ -112,11 +111,9 @@ def _floor_view(request):
 def server_app():
     """WSGI entry point of the benchmark's gunicorn: the product's application (marelle.wsgi,
     calendars preloaded), with GET /__bench__/floor/ mounted in front of its tenant URLs."""
-    from django.urls import include, path
-
-    from marelle.wsgi import application  # django.setup() and calendar preload
-
     from django.conf import settings
+    from django.urls import include, path
+    from marelle.wsgi import application  # django.setup() and calendar preload
 
     global urlpatterns
     urlpatterns = [path("__bench__/floor/", _floor_view), path("", include(settings.ROOT_URLCONF))]
@@ -327,7 +324,6 @@ def bookable_days(commune, *, count_needed: int) -> list[date]:
     """Open days, from 2 weeks ahead, that the commune's rules accept now (same for all clones)."""
     from django.db import connection
     from django.utils import timezone
-
     from marelle.booking.calendar import ServiceCalendar
     from marelle.booking.rules import evaluate
     from marelle.booking.services import commune_tz, service_config
@@ -369,12 +365,11 @@ def seed(communes, layout: Layout, *, families: int, capacity: int, hot_places: 
     from django.contrib.auth.hashers import make_password
     from django.db import connection, transaction
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
-
     from marelle.booking.models import Enrolment, Occupancy
     from marelle.booking.services import Change, reservation_submit
     from marelle.catalog.models import Service
     from marelle.families.models import Child, Family, Guardian
+    from rest_framework.authtoken.models import Token
 
     User = get_user_model()
     started = time.perf_counter()
@@ -426,7 +421,6 @@ class Target:
 def targets(communes) -> tuple[list[Target], dict[str, Target], dict[str, set]]:
     """Every bookable child (and the reader of each commune), and what each already booked."""
     from django.db import connection
-
     from marelle.booking.models import Booking, Enrolment
 
     children, readers, booked = [], {}, {}
@@ -584,7 +578,10 @@ def summarise(name: str, concurrency: int, sample: Sample, cpu: dict) -> dict:
         "cpu_ms_per_request": {"server": per_request(cpu["server_s"]), "database": per_request(cpu["db_s"]),
                                "client": per_request(cpu["client_s"])},
         "machine_cpu_busy_pct": round(cpu["machine_busy_pct"], 1),
-        "other_processes_cpu_pct_of_one_core": round(cpu["other_s"] / elapsed * 100, 1) if elapsed else None,
+        # Busy time of the machine not used by gunicorn, its backends or this client: other
+        # processes (another test run…), PostgreSQL's own background processes (WAL writer…),
+        # and the kernel's loopback networking.
+        "unattributed_cpu_pct_of_one_core": round(cpu["other_s"] / elapsed * 100, 1) if elapsed else None,
         "pool_exhausted": sample.exhausted,
     }
 
@@ -684,7 +681,7 @@ def snapshot(communes) -> tuple[dict, dict]:
 
 def print_table(runs: list[dict], reference: dict) -> None:
     header = (f"{'phase':<11} {'c':>3} {'req':>7} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
-              f"{'max ms':>7} | {'CPU ms/req app':>14} {'pg':>5} {'client':>6} | {'box':>4} {'autres':>6} | statuts")
+              f"{'max ms':>7} | {'CPU ms/req app':>14} {'pg':>5} {'client':>6} | {'box':>4} {'n.a.':>5} | statuts")
     print()
     print(header)
     print("-" * len(header))
@@ -695,11 +692,12 @@ def print_table(runs: list[dict], reference: dict) -> None:
         print(f"{run['name']:<11} {run['concurrency']:>3} {run['requests']:>7} {run['rps']:>7.1f} {lat['p50']:>7.1f} "
               f"{lat['p95']:>7.1f} {lat['p99']:>7.1f} {lat['max'] or 0:>7.1f} | {cpu['server'] or 0:>14.2f} "
               f"{cpu['database'] or 0:>5.2f} {cpu['client'] or 0:>6.2f} | {run['machine_cpu_busy_pct']:>3.0f}% "
-              f"{run['other_processes_cpu_pct_of_one_core'] or 0:>5.0f}% | {statuses}")
+              f"{run['unattributed_cpu_pct_of_one_core'] or 0:>4.0f}% | {statuses}")
         for motif, count in run["refusals_422"].items():
             print(f"{'':>13}422 {motif} : {count}")
     print("(CPU ms/req : processus gunicorn, backends PostgreSQL de la base de bench, ce client ; box : occupation "
-          "de la machine ; autres : CPU pris par d'autres processus, en % d'un cœur)")
+          "de la machine ; n.a. : CPU non attribué à ces trois-là — autres processus, processus auxiliaires de "
+          "PostgreSQL, réseau du noyau —, en % d'un cœur)")
     print(f"référence perf-floor.md (lecture de 20 lignes) : c16 {reference['c16']} ; c64 {reference['c64']}")
 
 
@@ -719,7 +717,8 @@ def main(argv=None) -> int:
     parser.add_argument("--phases", default="floor_bare,floor_api,booking")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=0, help="0 : un port libre")
-    parser.add_argument("--max-seconds", type=float, default=1200, help="arrêt forcé au-delà (tout compris)")
+    parser.add_argument("--max-seconds", type=float, default=1200,
+                        help="arrêt forcé au-delà (sans compter les attentes de --wait-quiet)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="avant la charge, attendre (au plus SECONDS) que la machine soit calme (< 25 %% CPU)")
     parser.add_argument("--limit-set-calls", action="store_true",
@@ -730,7 +729,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     started_at = datetime.now().astimezone()
-    out = args.json or REPO / ".data" / "bench" / f"bench_booking-{started_at:%Y%m%d-%H%M%S}.json"
+    out = (args.json or REPO / ".data" / "bench" / f"bench_booking-{started_at:%Y%m%d-%H%M%S}.json").resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_suffix(".gunicorn.log")
     concurrencies = [int(c) for c in args.concurrency.split(",") if c]
@@ -750,10 +749,10 @@ def main(argv=None) -> int:
     def watchdog():
         watchdog_fired.set()
         stop.set()
-        say(f"Durée maximale ({args.max_seconds:.0f} s) atteinte : arrêt.")
+        say(f"Durée maximale ({args.max_seconds + 2 * args.wait_quiet:.0f} s) atteinte : arrêt.")
         os.kill(os.getpid(), signal.SIGINT)
 
-    timer = threading.Timer(args.max_seconds, watchdog)
+    timer = threading.Timer(args.max_seconds + 2 * args.wait_quiet, watchdog)
     timer.daemon = True
     timer.start()
     def interrupted(*_):
@@ -769,6 +768,10 @@ def main(argv=None) -> int:
                            "gunicorn_workers": args.workers, "MARELLE_ENV": "production",
                            "TENANT_HOST_CACHE_SECONDS": 30, "CONN_MAX_AGE": 60, "DEBUG": False}}
     try:
+        if args.wait_quiet > 0:
+            say(f"Attente d'une machine calme avant l'installation (au plus {args.wait_quiet:.0f} s)…")
+            result["wait_quiet_before_provisioning"] = wait_until_quiet(args.wait_quiet)
+            say(f"  {result['wait_quiet_before_provisioning']}")
         say(f"Base {args.database_url} ({'recréée' if args.fresh else 'réutilisée si elle existe'})")
         result["database"] = recreate_database(args.database_url, args.fresh)
 
@@ -798,9 +801,9 @@ def main(argv=None) -> int:
         connection.close()  # nothing of ours holds a connection while the server is measured
 
         if args.wait_quiet > 0:
-            say(f"Attente d'une machine calme (au plus {args.wait_quiet:.0f} s)…")
-            result["wait_quiet"] = wait_until_quiet(args.wait_quiet)
-            say(f"  {result['wait_quiet']}")
+            say(f"Attente d'une machine calme avant la charge (au plus {args.wait_quiet:.0f} s)…")
+            result["wait_quiet_before_load"] = wait_until_quiet(args.wait_quiet)
+            say(f"  {result['wait_quiet_before_load']}")
         if args.limit_set_calls:
             env["BENCH_TENANT_LIMIT_SET_CALLS"] = "1"
             result["settings"]["experiment"] = "TENANT_LIMIT_SET_CALLS=True"
@@ -851,7 +854,7 @@ def main(argv=None) -> int:
         meter = CpuMeter(server.pid, args.database_url)
         warmup_created = 0
 
-        runs = []
+        runs = result["runs"] = []  # kept in the JSON even if the run is interrupted
         for concurrency in concurrencies:
             for phase in phases:
                 if stop.is_set():
@@ -869,7 +872,6 @@ def main(argv=None) -> int:
                     f"p95 {lat['p95']} ms  p99 {lat['p99']} ms  {summary['status']}")
                 if sample.exhausted:
                     say("  (plus de couples enfant/jour disponibles : augmentez --families ou réduisez --duration)")
-        result["runs"] = runs
         stop_server(server)
         server = None
 

@@ -63,9 +63,9 @@ if "marelle.ops" not in SHARED_APPS:
     SHARED_APPS = [*SHARED_APPS, "marelle.ops"]
     INSTALLED_APPS = [*INSTALLED_APPS, "marelle.ops"]
 if os.environ.get("BENCH_NEW_MIGRATION") == "1":
-    MIGRATION_MODULES = {"booking": %r}
+    MIGRATION_MODULES = {"booking": "MIGRATION_PACKAGE"}
 TENANT_MULTIPROCESSING_MAX_PROCESSES = int(os.environ.get("TENANT_MULTIPROCESSING_MAX_PROCESSES", "2"))
-''' % MIGRATION_PACKAGE
+'''.replace("MIGRATION_PACKAGE", MIGRATION_PACKAGE)
 
 
 def log(message: str) -> None:
@@ -183,8 +183,10 @@ class Bench:
         label = str(self.existing - 1 if self.existing > 1 else 0)
         data = self.django("probe", TEMPLATE, str(self.args.probes))
         self.results["provisioning"][label] = data
-        log("provisioning at %s existing: migrations %.3f s, clone %.3f s, clone+fake migrate %.3f s (medians)"
-            % (label, data["migrations"]["median"], data["clone"]["median"], data["clone_and_fake_migrate"]["median"]))
+        log(f"provisioning at {label} existing: migrations {data['migrations']['median']:.3f} s, "
+            f"clone {data['clone']['median']:.3f} s, clone+fake migrate "
+            f"{data['clone_and_fake_migrate']['median']:.3f} s (medians), "
+            f"same DDL: {data.get('clone_structure_identical_to_migrated')}")
 
     def count_with_field(self) -> int:
         return int(self.psql(
@@ -344,7 +346,7 @@ def django_main(action: str, *argv):
         for i in range(reps):
             made = {}
             for way in timings:
-                name = f"probe_{way[:5]}_{i}"
+                name = f"probe_{list(timings).index(way)}_{i}"
                 connection.set_schema_to_public()
                 with connection.cursor() as cursor:
                     cursor.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')

@@ -87,6 +87,14 @@ def main() -> int:
         say(title)
         subprocess.run([*MANAGE, *args], check=True)
 
+    # A local PayFiP that speaks the DGFiP's SOAP, so a demo family can pay end to end.
+    fake_payfip = None
+    if "MARELLE_PAYFIP_URL" not in os.environ:
+        payfip_port = os.environ.get("PAYFIP_PORT", "8890")
+        say(f"PayFiP de démonstration sur http://127.0.0.1:{payfip_port}/tpa")
+        fake_payfip = subprocess.Popen([sys.executable, "-m", "marelle_payfip.fake_server", "--port", payfip_port])
+        os.environ["MARELLE_PAYFIP_URL"] = f"http://127.0.0.1:{payfip_port}/tpa"
+
     worker = None
     if os.environ.get("REDIS_URL"):
         say("Worker Celery (tâches en arrière-plan)")
@@ -105,6 +113,8 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if fake_payfip is not None:
+            fake_payfip.terminate()
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)

@@ -297,6 +297,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "marelle.core.send_email": {"queue": "mail"},
+    "marelle.billing.invoices_issued": {"queue": "pdf"},
+    "marelle.billing.invoices_issued_chunk": {"queue": "pdf"},
+    "marelle.billing.invoice_pdf": {"queue": "pdf"},
+    "marelle.billing.reconciliation.*": {"queue": "payments"},
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("reservations/", include("marelle.booking.urls_family")),
     path("gestion/reservations/", include("marelle.booking.urls_staff")),
     path("factures/", include("marelle.billing.urls_family")),
+    path("paiement/", include("marelle.payments.urls")),
     path("gestion/facturation/", include("marelle.billing.urls_staff")),
     path("gestion/", include("marelle.backoffice.urls")),
     path("api/v1/", include("marelle.booking.urls_api")),

@@ -205,11 +205,12 @@ def test_recap_then_payer_starts_the_payment_with_the_settlement_core(family, fa
 
     response = family_client.post("/factures/payer/", {"factures": [invoice.pk]})
     attempt = PaymentAttempt.objects.get(family=family)
-    assert response.status_code == 302 and response["Location"] == f"/factures/paiements/{attempt.pk}/"
+    # The payments package is mounted: "Payer" hands over to the provider's start page.
+    assert response.status_code == 302 and response["Location"] == f"/paiement/{attempt.pk}/demarrer/"
     assert (attempt.state, attempt.amount_cents, attempt.means) == ("created", 1500, "online")
     assert list(attempt.allocations.values_list("invoice_id", flat=True)) == [invoice.pk]
 
-    page = text(family_client.get(response["Location"]))
+    page = text(family_client.get(f"/factures/paiements/{attempt.pk}/"))
     assert "Paiement en ligne : redirection vers le prestataire" in page
     assert f'id="reference">P{attempt.pk:06d}</strong>' in page and invoice.number in page
     # Nothing was paid.

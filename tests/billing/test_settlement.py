@@ -190,7 +190,7 @@ def test_paid_allocates_in_invoice_order_and_marks_invoices_paid(family, regie):
     assert sorted(payment.allocations.values_list("amount_cents", flat=True)) == [900, 1500]
     assert credit_balance_cents(family=family, regie=regie) == 0
     notification = ProviderNotification.objects.get(payment=payment)
-    assert notification.outcome == "created → paid" or notification.outcome == "payé"
+    assert notification.outcome == "payé"
     assert notification.payload["raw"] == {"idOp": payment.pk}
 
 

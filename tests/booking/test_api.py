@@ -17,10 +17,10 @@ import yaml
 from django.core.management import call_command
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
-
 from marelle.api.services import token_obtain
 from marelle.booking.models import Booking, Occupancy, Reservation
+from rest_framework.test import APIClient
+
 from tests.factories import accept_document, enrol, make_family, make_staff
 from tests.support import create_committed_commune, drop_committed_commune, in_own_connection
 

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 from django.db import connection
-
 from marelle.ops import backup
+
 from tests.support import in_own_connection
 
 

@@ -3,9 +3,9 @@
 from celery import shared_task
 from django.conf import settings
 from django.db import connection
-
 from marelle.ops import beat
 from marelle.ops.schedule import BEAT_SCHEDULE, FAN_OUT_TASK
+
 from tenants.models import Commune
 
 ran_in: list[str] = []
@@ -51,8 +51,12 @@ def test_fan_out_enqueues_one_task_per_active_commune_in_its_schema(db, alpha, b
 def test_fan_out_is_itself_a_task_beat_can_call(db, alpha):
     ran_in.clear()
     result = beat.fan_out.apply(args=("tests.ops.per_commune",), kwargs={"max_jitter_seconds": 0})
-    assert "alpha" in result.get()["schemas"]
+    assert "alpha" in result.get(disable_sync_subtasks=False)["schemas"]
     assert ("alpha", "x") in ran_in
+
+
+def test_fan_out_of_an_unknown_task_enqueues_nothing(db, alpha):
+    assert beat.fan_out("marelle.nowhere.nothing", max_jitter_seconds=10)["enqueued"] == 0
 
 
 def test_beat_schedule_fans_out_the_periodic_jobs():

@@ -11,8 +11,14 @@ from django.db import connection
 from django.test import Client
 from django.utils.module_loading import import_string
 from django_tenants.utils import schema_context
+from marelle.ops.logging import (
+    ContextFilter,
+    JsonFormatter,
+    build_logging,
+    request_id_var,
+    tenant_var,
+)
 
-from marelle.ops.logging import ContextFilter, JsonFormatter, build_logging, request_id_var, tenant_var
 from tests.factories import make_family
 
 HOST = "alpha.marelle.test"
@@ -103,7 +109,7 @@ def log_something():
 def test_celery_task_logs_carry_its_tenant_and_task_id(db, alpha, ops_signals, json_lines):
     with schema_context(alpha.schema_name):
         result = log_something.delay()
-    assert result.get() == "alpha"
+    assert result.get(disable_sync_subtasks=False) == "alpha"
     line = [x for x in json_lines() if x["logger"] == "marelle.test.task"][0]
     assert line["tenant"] == "alpha" and line["task"] == "tests.ops.log_something"
     assert line["task_id"] == result.id

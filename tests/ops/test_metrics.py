@@ -4,7 +4,6 @@ import pytest
 from celery import shared_task
 from django.test import Client
 from django_tenants.utils import schema_context
-
 from marelle.ops import metrics
 from marelle.ops.metrics import count_booking_rejection, count_payment_state
 
@@ -75,7 +74,7 @@ def quick_task():
 
 def test_task_latency_is_observed_by_queue(db, alpha, ops_middleware, no_token, ops_signals):
     with schema_context(alpha.schema_name):
-        quick_task.delay().get()
+        assert quick_task.delay().get(disable_sync_subtasks=False) == 1
     _, text = scrape()
     assert sample(text, "marelle_celery_task_duration_seconds_count", task="tests.ops.quick_task", queue="eager") >= 1
     assert sample(text, "marelle_celery_tasks_total", task="tests.ops.quick_task", state="SUCCESS") >= 1

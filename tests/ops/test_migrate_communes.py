@@ -13,10 +13,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-
 from marelle.ops import schema_migrations
 from marelle.ops.management.commands.migrate_communes import Command as MigrateCommunes
 from marelle.ops.testing import write_extra_migration_package
+
 from tests.support import create_committed_commune, drop_committed_commune, in_own_connection
 
 SLUGS = ("opsmig-a", "opsmig-b", "opsmig-c")
@@ -113,6 +113,15 @@ def test_pending_detection_is_one_query_over_every_schema(db, communes, extra_mi
     assert len(statements(one_pending)) == 1
     missing = {s.schema: s.missing for s in states}
     assert all(missing[schema] == {("booking", name)} for schema in [*SCHEMAS, "alpha", "beta"])
+
+
+def test_a_deploy_with_nothing_pending_costs_one_query(db, communes, capsys):
+    with CaptureQueriesContext(connection) as context:
+        call_command(MigrateCommunes(), "--noinput", "--schemas", ",".join(["alpha", "beta", *SCHEMAS]))
+    reads = [q for q in statements(context)
+             if "advisory" not in q and not q.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert len(reads) == 1 and "django_migrations" in reads[0]
+    assert "Nothing to apply: 5 commune schemas up to date" in capsys.readouterr().out
 
 
 def test_a_new_migration_is_applied_to_every_pending_schema_then_nothing_is_pending(db, communes, extra_migration):
@@ -229,7 +238,8 @@ def test_command_checks_plans_and_fails_loudly(db, communes, extra_migration, ca
 
 def test_schema_names_are_validated_identifiers():
     assert schema_migrations.valid_schema_name("pays_noyonnais")
-    for bad in ("Alpha", 'a"b', "a b", "pg_catalog", "", "a" * 64, "1abc"):
+    assert schema_migrations.quote_ident("2027_commune") == '"2027_commune"'
+    for bad in ("Alpha", 'a"b', "a b", "pg_catalog", "", "a" * 64, "a-b", "a;b"):
         assert not schema_migrations.valid_schema_name(bad)
         with pytest.raises(schema_migrations.MigrationRunError):
             schema_migrations.quote_ident(bad)

@@ -58,7 +58,7 @@ def fake():
 class TestPayFiPContract(PaymentProviderContract):
     provider_class = PayFiPProvider
     bad_settings = [
-        ({"numcli": "12345"}, "6 chiffres"),
+        ({"numcli": "12345"}, "format invalide '12345' (motif attendu : ^[0-9]{6}$)"),
         ({"environment": "prod"}, "valeurs possibles : 'test', 'activation' ou 'production'"),
         ({"service_url": "ftp://payfip"}, "adresse du service PayFiP invalide"),
         ({"max_amount_cents": 50}, "supérieur ou égal à 100"),
@@ -384,14 +384,28 @@ def test_duplicate_and_late_notifications_change_nothing(portal):
     assert len(portal.notifications(payment_id)) == 1
 
 
-def test_out_of_order_the_notification_of_a_refusal_arrives_after_the_payer_paid(portal):
+def test_out_of_order_a_stale_refusal_never_undoes_a_success(portal):
     """PayFiP answers the current state: whatever order the calls come in, the payment ends as
     the look-up says, and a success is never undone."""
     payer, payment_id, browser, response = start_in_browser(portal)
     idop, _ = pay_on_the_card_page(portal, browser, response, "P")
-    portal.fake.operations[idop].resultrans = "R"  # a stale/forged state cannot undo a success
+    portal.fake.operations[idop].resultrans = "R"  # a stale (or forged) state cannot undo a success
     assert portal.fake.send_notification(idop) == 200
     assert portal.payment(payment_id).state == "paid"
+
+
+def test_late_success_after_the_reconciliation_expired_the_attempt(portal):
+    payer, payment_id, browser, response = start_in_browser(portal)
+    idop = response.headers["Location"].rsplit("=", 1)[1]
+    with time_machine.travel(datetime.now(PARIS) + timedelta(hours=3)):
+        reconcile(portal)  # P5 three hours after the start: expired
+    assert portal.payment(payment_id).state == "expired"
+    portal.fake.complete(idop, "P")  # the bank's answer arrives after all, with its notification
+    assert portal.fake.operations[idop].notifications == [200]
+    assert portal.payment(payment_id).state == "paid"
+    assert portal.invoice(payer.invoice_id).status == "paid"
+    page = browser.get(f"{portal.base}/paiement/{payment_id}/retour/?idop={idop}", timeout=15)
+    assert "Paiement validé" in text(page)
 
 
 def test_browser_returns_without_any_notification(portal):
@@ -555,5 +569,5 @@ def test_misconfigured_regie_is_a_clear_message(portal):
     portal.run(break_snapshot)
     response = portal.browser(payer).get(f"{portal.base}/paiement/{payment_id}/demarrer/", timeout=15)
     assert response.status_code == 503 and "momentanément indisponible pour cette régie" in text(response)
-    with pytest.raises(ProviderConfigurationError, match="6 chiffres"):
+    with pytest.raises(ProviderConfigurationError, match="numcli : format invalide"):
         create_payment_provider("payfip", {"numcli": "12"})

@@ -87,13 +87,11 @@ def reconcile_pending(*, older_than: timedelta = timedelta(minutes=20), fetch_st
 
 
 def provider_status_fetcher() -> FetchStatus | None:
-    """How the task asks providers for an attempt's status.
+    """How the task asks providers for an attempt's status: the payments package builds the
+    attempt's provider from its settings snapshot and asks it (fetch_status)."""
+    from marelle.payments.services import fetch_status_for_payment
 
-    Extension point for the payment plugins issue: return a callable that instantiates the
-    attempt's provider (``payment.provider``, with ``payment.settings_snapshot``) and asks it.
-    Until then None: the task only expires attempts that never left "created".
-    """
-    return None
+    return fetch_status_for_payment
 
 
 TASK_NAME = "marelle.billing.reconciliation.reconcile_pending_payments"

@@ -356,6 +356,15 @@ def family_invoice(family: Family, invoice_id) -> Invoice:
     return decorate_invoice(invoice, payment_channel(invoice.regie))
 
 
+def family_billing_summary(family: Family) -> dict:
+    """For the family's home card: how many invoices are left to pay, and how much (1 query)."""
+    totals = (Invoice.objects.filter(family=family, kind=Invoice.Kind.INVOICE, status__in=UNPAID,
+                                     total_cents__gt=F("paid_cents"))
+              .aggregate(count=Count("id"), due=Sum(F("total_cents") - F("paid_cents"))))
+    return {"to_pay_count": totals["count"], "to_pay_cents": totals["due"] or 0,
+            "to_pay_display": format_euros(totals["due"] or 0)}
+
+
 def decorate_payment(payment: PaymentAttempt) -> PaymentAttempt:
     payment.state_label = payment_state_label(payment.state)
     payment.amount_display = format_euros(payment.amount_cents)

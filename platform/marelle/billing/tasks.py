@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.utils import uuid
 from django.db import transaction
 
 from marelle.audit.models import AuditEvent
@@ -23,6 +24,7 @@ from marelle.billing.selectors import (
     online_note,
     payment_channel,
 )
+from marelle.celery import app as celery_app
 from marelle.core.emails import send_templated_email
 
 try:  # registered here so that Celery's autodiscovery (billing.tasks) finds it
@@ -35,6 +37,24 @@ logger = logging.getLogger(__name__)
 #: Invoices per sub-task when a run is issued (PDFs take ~0.1 s each).
 CHUNK = 50
 NOTIFIED_ACTION = "invoice.notified"
+
+
+class EagerSafeTask(celery_app.Task):
+    """The app's (tenant-aware) task class, except in eager mode (tests, the demo without a
+    broker): there Celery wraps ``delay()`` in ``denied_join_result()``, which flips a
+    *process-global* flag; two threads issuing runs at the same moment (the numbering race
+    test, a threaded dev server) can leave it set, and every later ``result.get()`` fails with
+    "Never call result.get() within a task". Applying directly avoids the flag."""
+
+    abstract = True
+
+    def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None, link_error=None,
+                    shadow=None, **options):
+        if self._get_app().conf.task_always_eager:
+            return self.apply(args, kwargs, task_id=task_id or uuid(), link=link, link_error=link_error,
+                              **options)
+        return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
+                                   link_error=link_error, shadow=shadow, **options)
 
 
 def _recipients(invoice: Invoice) -> list[str]:
@@ -85,7 +105,7 @@ def _issued(ids):
             .order_by("pk"))
 
 
-@shared_task(name="marelle.billing.invoices_issued_chunk")
+@shared_task(name="marelle.billing.invoices_issued_chunk", base=EagerSafeTask)
 def invoices_issued_chunk(invoice_ids: list[int]) -> dict:
     """PDF then e-mail for each invoice; one failing PDF never stops the others (the
     download view renders a missing PDF on the fly)."""
@@ -105,7 +125,7 @@ def invoices_issued_chunk(invoice_ids: list[int]) -> dict:
     return done
 
 
-@shared_task(name="marelle.billing.invoices_issued")
+@shared_task(name="marelle.billing.invoices_issued", base=EagerSafeTask)
 def invoices_issued(run_id: int) -> int:
     """Enqueued by ``invoicing_run_issue`` after commit: fan the run's invoices out in chunks."""
     run = InvoicingRun.objects.filter(pk=run_id, status=InvoicingRun.Status.ISSUED).first()
@@ -118,7 +138,7 @@ def invoices_issued(run_id: int) -> int:
     return len(ids)
 
 
-@shared_task(name="marelle.billing.invoice_pdf")
+@shared_task(name="marelle.billing.invoice_pdf", base=EagerSafeTask)
 def invoice_pdf(invoice_id: int) -> bool:
     """(Re)generate one invoice's PDF, e.g. after a credit note."""
     from marelle.billing.pdf import store_invoice_pdf, stored_pdf_is_current

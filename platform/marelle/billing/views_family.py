@@ -66,15 +66,8 @@ def settlement():
 
 
 def settlement_errors(module) -> tuple[type[BaseException], ...]:
-    """What the settlement core raises for a refusal (shown to the person, not a 500):
-    ValueError, ValidationError and the exception classes it defines itself."""
-    errors: list[type[BaseException]] = [ValueError, ValidationError]
-    for name in dir(module):
-        obj = getattr(module, name)
-        if (isinstance(obj, type) and issubclass(obj, Exception)
-                and getattr(obj, "__module__", "") == module.__name__ and obj not in errors):
-            errors.append(obj)
-    return tuple(errors)
+    """What the settlement core raises for a refusal (shown to the person, not a 500)."""
+    return (getattr(module, "SettlementError", ValueError), ValueError, ValidationError)
 
 
 def error_text(error: BaseException) -> str:
@@ -156,7 +149,8 @@ def invoice(request, family, invoice_id):
     credit_notes = list(invoice.credit_notes.all())
     for credit in credit_notes:
         credit.total_display = format_euros(-credit.total_cents)
-    payments = [decorate_payment(a.payment) for a in invoice.allocations.all()]
+    payments = [decorate_payment(a.payment) for a in invoice.allocations.all()
+                if a.payment.state != PaymentAttempt.State.CREATED]
     return render(request, "billing/family/invoice.html", {
         "invoice": invoice,
         "groups": lines_by_child(invoice.lines.all()),
@@ -228,15 +222,6 @@ def payment(request, family, payment_id):
     return render(request, "billing/family/payment.html", {
         "attempt": attempt,
         "reference": attempt_reference(attempt),
-        "invoice_numbers": attempt.invoice_numbers or _announced_numbers(attempt),
+        "invoice_numbers": attempt.invoice_numbers,
     })
 
-
-def _announced_numbers(attempt: PaymentAttempt) -> list[str]:
-    """Invoices an attempt is for, before any allocation exists (when the core keeps them
-    in the settings snapshot)."""
-    ids = (attempt.settings_snapshot or {}).get("invoice_ids") or []
-    if not ids:
-        return []
-    return list(Invoice.objects.filter(pk__in=ids, family_id=attempt.family_id).order_by("number")
-                .values_list("number", flat=True))

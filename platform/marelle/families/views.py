@@ -31,8 +31,11 @@ def _outcome_message(request, result, saved="Modifications enregistrées."):
 def home(request):
     family = require_family(request.user)
     summary = family_home_summary(family)
+    from marelle.billing.selectors import family_billing_summary
+
     return render(request, "families/home.html", {
-        "family": family, "summary": summary, "services": Service.objects.active().select_related("regie")})
+        "family": family, "summary": summary, "services": Service.objects.active().select_related("regie"),
+        "billing": family_billing_summary(family)})
 
 
 @login_required

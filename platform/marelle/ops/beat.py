@@ -49,6 +49,11 @@ def fan_out(task_name: str, *, max_jitter_seconds: float = 300, kwargs: dict | N
     if max_jitter_seconds < 0:
         raise ValueError("max_jitter_seconds must be >= 0")
     task = current_app.tasks.get(task_name)
+    if task is None:
+        # Workers register every task of the project (autodiscovery): an unknown name is a
+        # typo or a task not written yet. Enqueue nothing rather than N unregistered messages.
+        logger.error("fan-out of unknown task %s: nothing enqueued", task_name)
+        return {"task": task_name, "enqueued": 0, "schemas": [], "error": "unknown task"}
     options = {}
     if queue:
         options["queue"] = queue
@@ -59,12 +64,7 @@ def fan_out(task_name: str, *, max_jitter_seconds: float = 300, kwargs: dict | N
         if expires is not None:
             call_options["expires"] = countdown + expires
         with tenant_context(commune):
-            if task is not None:
-                task.apply_async(kwargs=kwargs or {}, **call_options)
-            else:
-                # Not registered in this process (the worker that owns it is elsewhere):
-                # send by name; CeleryApp.send_task adds the schema header too.
-                current_app.send_task(task_name, kwargs=kwargs or {}, **call_options)
+            task.apply_async(kwargs=kwargs or {}, **call_options)
         schemas.append(commune.schema_name)
     logger.info("fan-out of %s to %d communes (jitter <= %ss)", task_name, len(schemas), max_jitter_seconds,
                 extra={"fanned_task": task_name, "communes": len(schemas)})

@@ -22,7 +22,13 @@ import uuid
 from django.http import HttpResponse
 
 from marelle.ops import metrics
-from marelle.ops.logging import _user_id_from_request, request_id_var, request_var, tenant_var, user_id_var
+from marelle.ops.logging import (
+    _user_id_from_request,
+    request_id_var,
+    request_var,
+    tenant_var,
+    user_id_var,
+)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accepted as given (from the ingress or a caller) when it looks like an id; anything else

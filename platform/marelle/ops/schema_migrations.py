@@ -41,16 +41,23 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, ProgrammingError, connection, connections, router, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    ProgrammingError,
+    connection,
+    connections,
+    router,
+    transaction,
+)
 from django.db.migrations import operations as migration_operations
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
 logger = logging.getLogger(__name__)
 
-# What a commune schema name may be (django-tenants accepts the same, minus pg_*): it is
+# What a commune schema name may be (what tenants.commune_config.slug_to_schema_name makes, minus pg_*): it is
 # quoted as an identifier anyway, but anything else is refused before reaching SQL.
-SCHEMA_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+SCHEMA_NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 LOCK_KEY = "marelle.migrate_communes"
 # Schemas read by one detection statement: each read takes a lock until the statement ends
 # (max_locks_per_transaction × max_connections bounds them); 1,000 communes stay one query.
@@ -565,28 +572,39 @@ def all_atomic(disk: DiskMigrations, pending: frozenset[Key]) -> bool:
     return all(disk.loader.graph.nodes[key].atomic for key in keys if key in disk.loader.graph.nodes)
 
 
+@dataclass
+class Detection:
+    groups: list[GroupPlan]
+    schemas: list[str]  # every commune schema looked at
+    seconds: float
+    public: list[str] | None  # what the public schema lacks (None: not looked at)
+    invalid: list[str] = field(default_factory=list)  # schema names refused (never put in SQL)
+
+
 def plan_run(*, only: list[str] | None = None, using: str = DEFAULT_DB_ALIAS,
-             disk: DiskMigrations | None = None, include_public: bool = False):
-    """Detect and group: (groups of pending commune schemas, communes looked at, detection
-    time, what the public schema lacks or None when not asked)."""
+             disk: DiskMigrations | None = None, include_public: bool = False) -> Detection:
+    """Detect (one query) and group the commune schemas by what they lack."""
     disk = disk or disk_migrations()
     started = time.perf_counter()
     states = detect(disk, only=only, using=using, include_public=include_public)
     detection = time.perf_counter() - started
     public = None
+    invalid = []
     by_pending: dict[tuple[frozenset, str | None], list[str]] = defaultdict(list)
     for state in states:
         if state.schema == settings.PUBLIC_SCHEMA_NAME:
             public = sorted(f"{a}.{n}" for a, n in pending_of(state, disk)[0])
             continue
         if not valid_schema_name(state.schema):
-            raise MigrationRunError(f"commune schema name {state.schema!r} is not a valid identifier")
+            invalid.append(state.schema)
+            continue
         pending, reason = pending_of(state, disk)
         if pending:
             by_pending[(pending, reason)].append(state.schema)
     groups = [GroupPlan(pending=pending, schemas=sorted(schemas), slow_reason=reason)
               for (pending, reason), schemas in sorted(by_pending.items(), key=lambda kv: -len(kv[1]))]
-    return groups, len(states) - (public is not None), detection, public
+    return Detection(groups, [s.schema for s in states if s.schema != settings.PUBLIC_SCHEMA_NAME],
+                     detection, public, invalid)
 
 
 def acquire_run_lock(using: str = DEFAULT_DB_ALIAS) -> bool:
@@ -619,16 +637,24 @@ def run(*, only: list[str] | None = None, jobs: int = 4, lock_timeout: str = "5s
         disk = disk_migrations()
         try:
             with transaction.atomic(using=using):
-                groups, report.schemas_total, report.detection_seconds, report.shared_pending = plan_run(
-                    only=only, using=using, disk=disk, include_public=migrate_shared is not None)
+                detection = plan_run(only=only, using=using, disk=disk, include_public=migrate_shared is not None)
         except ProgrammingError:
             # A new database: no tenants_commune yet. The shared schema first, then detect.
             if migrate_shared is None or dry_run:
                 raise
             write("Shared schema not migrated yet: Django's migrate.")
             migrate_shared()
-            groups, report.schemas_total, report.detection_seconds, report.shared_pending = plan_run(
-                only=only, using=using, disk=disk, include_public=True)
+            detection = plan_run(only=only, using=using, disk=disk, include_public=True)
+        groups = detection.groups
+        report.schemas_total, report.detection_seconds = len(detection.schemas), detection.seconds
+        report.shared_pending = detection.public
+        for schema in detection.invalid:
+            write(f"  FAILED {schema!r}: not a valid schema name ([a-z0-9_], 63 at most, not pg_*)")
+            report.results.append(SchemaResult(schema, "failed", "-", error="invalid schema name"))
+        if only:
+            for schema in sorted(set(only) - set(detection.schemas)):
+                write(f"  FAILED {schema}: no commune has this schema in the database")
+                report.results.append(SchemaResult(schema, "failed", "-", error="no such commune schema"))
         if report.shared_pending:
             write(f"Shared schema lacks {len(report.shared_pending)} migrations: "
                   + ("Django's migrate." if not dry_run else ", ".join(report.shared_pending)))

@@ -216,8 +216,6 @@ class ProviderStatus:
     :ivar paid_at: when the provider says the payment happened (aware), if paid.
     :ivar provider_reference: echo of the reference looked up.
     :ivar reference: Marelle's reference as the provider echoes it (``refdet``), if it does.
-    :ivar final: False when the provider says the status may still change (e.g. PayFiP lets a
-        payer who cancelled go back and pay for two more minutes).
     :ivar detail: short human-readable detail for the régisseur's journal (provider code…).
     :ivar raw: the provider's answer, for audit (no card data, no secret).
     """
@@ -227,7 +225,6 @@ class ProviderStatus:
     paid_at: datetime | None = None
     provider_reference: str = ""
     reference: str = ""
-    final: bool = True
     detail: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
 

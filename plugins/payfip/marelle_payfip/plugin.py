@@ -61,12 +61,6 @@ FUNCTIONAL_MESSAGES = {
 }
 
 
-def _numcli(value: str) -> str:
-    if not re.fullmatch(r"[0-9]{6}", value):
-        raise ValueError(f"le numéro client PayFiP compte exactement 6 chiffres (valeur lue : {value!r})")
-    return value
-
-
 def _base_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -82,7 +76,7 @@ def _email(value: str) -> str:
 
 class PayFiPSettings(PluginSettings):
     # The régie's client number given by the DGFiP.
-    numcli: Annotated[str, AfterValidator(_numcli), Field(description="Numéro client PayFiP (6 chiffres)")]
+    numcli: Annotated[str, Field(pattern=r"^[0-9]{6}$", description="Numéro client PayFiP (6 chiffres)")]
     # PayFiP's "saisie": T (test), X (activation), W (production).
     environment: Literal["test", "activation", "production"] = "test"
     # Above the régie's ceiling PayFiP refuses the operation (code M5).

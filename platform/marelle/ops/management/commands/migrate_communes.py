@@ -46,6 +46,8 @@ class Command(BaseCommand):
                             help="PostgreSQL statement_timeout per statement (default: none).")
         parser.add_argument("--report", default="", help="Write a JSON report to this file.")
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        parser.add_argument("--noinput", "--no-input", action="store_true",
+                            help="Accepted for symmetry with migrate: this command never asks anything.")
 
     def handle(self, *args, **options):
         started = time.perf_counter()
