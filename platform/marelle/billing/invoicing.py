@@ -236,6 +236,11 @@ def credit_note_create(*, actor, invoice_id: int, amount_cents: int, reason: str
         raise InvoicingError(f"Montant de l'avoir invalide (au plus {invoice.total_cents - already} centimes).")
     if not reason.strip():
         raise InvoicingError("Le motif de l'avoir est obligatoire.")
+    if amount_cents > invoice.balance_cents:
+        # What was already paid is given back through a refund of the payment, which keeps
+        # the régie's cash and the family's credit consistent.
+        raise InvoicingError(f"L'avoir dépasse ce qui reste à payer ({invoice.balance_cents} centimes) : pour la part "
+                             "déjà réglée, enregistrez un remboursement du paiement.")
     now = timezone.now()
     [number] = _next_numbers(invoice.regie, clock.today().year, 1)
     credit = Invoice.objects.create(
