@@ -92,6 +92,7 @@ SHARED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "marelle.core",
+    "marelle.ops",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -124,8 +125,11 @@ TENANT_HOST_CACHE_SECONDS = int(os.environ.get("TENANT_HOST_CACHE_SECONDS", "0" 
 # tenant's schema after a savepoint rollback (django-tenants#1262).
 
 MIDDLEWARE = [
-    # Probes carry no commune host: answer them before tenant routing.
+    "marelle.ops.middleware.RequestIdMiddleware",
+    # Probes and metrics carry no commune host: answer them before tenant routing.
+    "marelle.ops.middleware.MetricsEndpointMiddleware",
     "marelle.core.health.HealthCheckMiddleware",
+    "marelle.ops.middleware.RequestMetricsMiddleware",
     "tenants.middleware.CommuneMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -140,7 +144,8 @@ MIDDLEWARE = [
 
 if IS_PRODUCTION:
     # Static files from the app servers themselves (collected at image build time).
-    MIDDLEWARE.insert(3, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+                      "whitenoise.middleware.WhiteNoiseMiddleware")
 
 TEMPLATES = [
     {
@@ -295,8 +300,10 @@ CELERY_TASK_ACKS_LATE = True
 # Separate queues so that e-mails and PDFs never delay payment settlement (the Helm chart
 # runs one worker pool per group of queues).
 CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep the JSON handler in workers
 CELERY_TASK_ROUTES = {
     "marelle.core.send_email": {"queue": "mail"},
+    "marelle.ops.fan_out": {"queue": "default"},
     "marelle.billing.invoices_issued": {"queue": "pdf"},
     "marelle.billing.invoices_issued_chunk": {"queue": "pdf"},
     "marelle.billing.invoice_pdf": {"queue": "pdf"},
@@ -327,9 +334,14 @@ COMMUNES_CONFIG_DIR = Path(os.environ.get("COMMUNES_CONFIG_DIR", REPO_DIR / "con
 MARELLE_PLUGIN_AUTOLOAD = env_bool("MARELLE_PLUGIN_AUTOLOAD", True)
 MARELLE_PLUGINS = [m for m in os.environ.get("MARELLE_PLUGINS", "").split(",") if m]
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
+# One JSON object per line in production (tenant, request id, user id; never health data).
+from marelle.ops.logging import build_logging  # noqa: E402
+
+LOGGING = build_logging(json_logs=env_bool("LOG_JSON", IS_PRODUCTION), level=os.environ.get("LOG_LEVEL", "INFO"))
+# /metrics (Prometheus) answers only with "Authorization: Bearer <METRICS_TOKEN>" when set.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+# Periodic work, fanned out per commune with jitter (marelle/ops/schedule.py).
+from marelle.ops.schedule import BEAT_SCHEDULE  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE

@@ -464,7 +464,15 @@ def _apply(payment: PaymentAttempt, status: str, amount_cents: int | None, refer
     payment.save(update_fields=["state"])
     audit_record(actor=None, action=f"payment.{status}", target=target, family_id=payment.family_id,
                  previous=current)
+    _count_state(status)
     return f"{current} → {status}"
+
+
+def _count_state(state: str) -> None:
+    """Prometheus: payments by state, counted once the change is committed."""
+    from marelle.ops.metrics import count_payment_state
+
+    transaction.on_commit(lambda: count_payment_state(state))
 
 
 def _flag(payment: PaymentAttempt, text: str, *, status: str, reported_cents: int | None = None) -> None:
@@ -483,6 +491,7 @@ def _settle(payment: PaymentAttempt) -> dict:
     payment.state = State.PAID
     payment.settled_at = clock.now()
     payment.save(update_fields=["state", "settled_at", "amount_cents", "anomaly"])
+    _count_state(State.PAID)
     return _allocate(payment, intended)
 
 

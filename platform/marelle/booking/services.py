@@ -156,6 +156,7 @@ class Change:
 class LineProblem:
     change: Change
     reason: str
+    rule: str = "other"  # for the metrics: deadline, closed, full, week_limit…
 
 
 @dataclass
@@ -217,7 +218,7 @@ def plan_changes(*, enrolment: Enrolment, changes: list[Change], now: datetime |
         decision = evaluate(change.action, now=now, day=change.day, unit=unit_conf, service=service_conf,
                             period=period_conf, calendar=calendar, tz=tz)
         if not decision.allowed:
-            problems.append(LineProblem(change, decision.reason))
+            problems.append(LineProblem(change, decision.reason, decision.refusal or "other"))
             continue
         price = unit_price_cents(service_conf, change.unit, bracket=bracket, start=change.start, end=change.end)
         planned.append(PlannedLine(change, units[change.unit], decision, price))
@@ -246,7 +247,8 @@ def _limit_problems(enrolment: Enrolment, service_conf, calendar, planned: list[
         problems += [p for p in check_week_limits(weeks, rules) if "sur la période" in p and p not in problems]
     first = {week_start(line.change.day): line.change for line in reversed(planned)}
     return [LineProblem(next((c for monday, c in first.items() if problem.startswith("Semaine")
-                              and _week_label(monday) in problem), planned[0].change), problem)
+                              and _week_label(monday) in problem), planned[0].change), problem,
+                        "week_limit" if problem.startswith("Semaine") else "period_limit")
             for problem in problems]
 
 
@@ -361,14 +363,25 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
     changes = sorted(changes, key=lambda c: (c.day, c.unit, c.action))
     planned, problems = plan_changes(enrolment=enrolment, changes=changes, now=now)
     if problems:
+        _count_rejections(problems)
         raise ReservationRejected(problems)
     try:
         with transaction.atomic():
             return _write_reservation(actor, enrolment, planned, idempotency_key)
+    except ReservationRejected as rejected:
+        _count_rejections(rejected.problems)
+        raise
     except IntegrityError as error:
         if idempotency_key and "reservation_idempotency_per_user" in str(error):
             return Reservation.objects.get(created_by=actor, idempotency_key=idempotency_key)
         raise
+
+
+def _count_rejections(problems: list[LineProblem]) -> None:
+    from marelle.ops.metrics import count_booking_rejection
+
+    for problem in problems:
+        count_booking_rejection(problem.rule)
 
 
 def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], idempotency_key: str) -> Reservation:
@@ -399,7 +412,8 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
             elif when_full == "waiting_list":
                 state = Booking.State.WAITING
             else:
-                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : complet, plus de place."))
+                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : complet, plus de place.",
+                                            "full"))
                 continue
             Booking.objects.create(
                 reservation=reservation, enrolment=enrolment, child=child, establishment=enrolment.establishment,
