@@ -77,8 +77,7 @@ def main() -> int:
     say(f"Redis : {os.environ.get('REDIS_URL') or 'aucun (tâches exécutées immédiatement)'}")
 
     steps = [
-        ("Migrations du schéma public", ["migrate_schemas", "--shared", "-v", "0"]),
-        ("Migrations des communes existantes", ["migrate_schemas", "--tenant", "-v", "0"]),
+        ("Migrations (schéma public, puis chaque commune)", ["migrate_communes", "--noinput"]),
         ("Synchronisation des communes (config/communes/)", ["communes", "sync", str(REPO / "config" / "communes")]),
         ("Familles et comptes de démonstration", ["demo", "seed"]),
         ("Fichiers statiques", ["collectstatic", "--noinput", "-v", "0"]),

@@ -352,28 +352,18 @@ def test_migrations_run_as_a_pre_install_pre_upgrade_hook(manifests, value_set):
     assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
     spec = job["spec"]["template"]["spec"]
     assert spec["restartPolicy"] == "Never"
-    # The shared schema first (an init container finishes before the next one starts) …
-    (shared,) = spec["initContainers"]
-    assert shared["command"] + shared["args"] == [
-        "python",
-        "platform/manage.py",
-        "migrate_schemas",
-        "--shared",
-        "--noinput",
-    ]
-    # … then the communes' schemas, with bounded parallelism.
-    (tenants,) = spec["containers"]
-    assert tenants["command"] + tenants["args"] == [
-        "python",
-        "platform/manage.py",
-        "migrate_schemas",
-        "--tenant",
-        "--executor=multiprocessing",
-        "--noinput",
-    ]
-    env = {e["name"]: e.get("value") for e in tenants["env"]}
+    # One container: the shared schema, then every commune with bounded parallelism.
+    assert "initContainers" not in spec
+    (migrate,) = spec["containers"]
     expected = (VALUE_SETS[value_set] or {}).get("migrations", {}).get("maxParallel", 4)
-    assert env["TENANT_MULTIPROCESSING_MAX_PROCESSES"] == str(expected)
+    assert migrate["command"] + migrate["args"] == [
+        "python",
+        "platform/manage.py",
+        "migrate_communes",
+        "--noinput",
+        f"--jobs={expected}",
+        "--report=/tmp/migrate-report.json",
+    ]
     # Its credentials exist before it runs: a hook Secret with a lower weight.
     (secret_name,) = {ref["secretRef"]["name"] for c in containers(spec) for ref in c["envFrom"]}
     secret = one(docs, "Secret", secret_name)
