@@ -129,7 +129,7 @@ def server_app():
 
 
 def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    print(f"[{time.strftime('%H:%M:%S', time.gmtime())}Z] {message}", flush=True)  # UTC: Django sets TZ
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

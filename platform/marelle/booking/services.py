@@ -273,12 +273,15 @@ def _check_time_range(change: Change, unit_conf) -> str | None:
 
 
 def _next_number() -> str:
+    """The next réservation number of the year, in one statement: the upsert locks the
+    counter row until commit, so concurrent submissions queue and numbers have no gap."""
     year = clock.today().year
-    ReservationCounter.objects.get_or_create(year=year)
-    counter = ReservationCounter.objects.select_for_update().get(year=year)
-    counter.last += 1
-    counter.save(update_fields=["last"])
-    return f"R{year}-{counter.last:06d}"
+    table = ReservationCounter._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} (year, last) VALUES (%s, 1) "
+                       f"ON CONFLICT (year) DO UPDATE SET last = {table}.last + 1 RETURNING last", [year])
+        (number,) = cursor.fetchone()
+    return f"R{year}-{number:06d}"
 
 
 def _take_seat(establishment: Establishment, unit: Unit, day: date) -> bool:
@@ -290,13 +293,10 @@ def _take_seat(establishment: Establishment, unit: Unit, day: date) -> bool:
     params = {"establishment": establishment.pk, "unit": unit.pk, "unit_code": unit.code, "day": day}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (establishment_id, unit_id, day, capacity, taken) "
-            f"VALUES (%(establishment)s, %(unit)s, %(day)s, {capacity}, 0) "
-            f"ON CONFLICT (establishment_id, unit_id, day) DO NOTHING", params)
-        cursor.execute(
-            f"UPDATE {table} SET taken = taken + 1, capacity = {capacity} "
-            f"WHERE establishment_id = %(establishment)s AND unit_id = %(unit)s AND day = %(day)s "
-            f"AND taken < {capacity} RETURNING taken", params)
+            f"INSERT INTO {table} AS o (establishment_id, unit_id, day, capacity, taken) "
+            f"VALUES (%(establishment)s, %(unit)s, %(day)s, {capacity}, 1) "
+            f"ON CONFLICT (establishment_id, unit_id, day) DO UPDATE "
+            f"SET taken = o.taken + 1, capacity = {capacity} WHERE o.taken < {capacity} RETURNING o.taken", params)
         return cursor.fetchone() is not None
 
 
