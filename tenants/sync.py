@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context, schema_exists
-
 from marelle.catalog.sync import Change, apply_catalog, plan_catalog
+
 from tenants.commune_config.validation import LoadedCommune
 from tenants.models import Commune, Domain, SyncRun
 

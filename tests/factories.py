@@ -4,7 +4,6 @@ from datetime import date
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
-
 from marelle.families.models import Child, ChildHealth, Family, Guardian
 
 PASSWORD = "Un-mot-de-passe-solide-42"

@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 
+from marelle.plugin_api.manager import payment_provider_classes
 from pydantic import BaseModel, ValidationError
 
-from marelle.plugin_api.manager import payment_provider_classes
 from tenants.commune_config.schema import CommuneConfig
 from tenants.commune_config.yaml_source import (
     ConfigError,

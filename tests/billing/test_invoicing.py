@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.db import connection, connections
-
 from marelle.billing.invoicing import (
     InvoicingError,
     credit_note_create,
@@ -19,6 +18,7 @@ from marelle.billing.models import Invoice, InvoicingRun
 from marelle.booking.models import Attendance
 from marelle.booking.services import Change, reservation_submit
 from marelle.catalog.models import Regie, Unit
+
 from tests.factories import accept_document, enrol, make_family, make_staff
 from tests.support import create_committed_commune, drop_committed_commune, in_own_connection
 

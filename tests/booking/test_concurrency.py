@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.db import connection, connections
-
 from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation
 from marelle.booking.services import Change, ReservationRejected, reservation_submit
 from marelle.catalog.models import Establishment
+
 from tests.factories import accept_document, enrol, make_family
 from tests.support import create_committed_commune, drop_committed_commune, in_own_connection
 

@@ -7,7 +7,6 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.db import connection
-
 from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation
 from marelle.booking.selectors import planning
 from marelle.booking.services import (
@@ -20,6 +19,7 @@ from marelle.booking.services import (
     reservation_submit,
 )
 from marelle.catalog.models import Establishment, Service
+
 from tests.factories import accept_document, enrol, make_family, make_staff
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
-from django.db import IntegrityError, connection
+from django.db import connection
 from django.test import Client
 from marelle.audit.models import AuditEvent
 from marelle.backoffice.access import login_url

@@ -15,6 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
 from django.core.wsgi import get_wsgi_application
+
 from tests.support import create_committed_commune, drop_committed_commune, in_own_connection
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from marelle.settings import production_settings_errors
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ import pytest
 from django.core import mail
 from django.db import connection
 from django.test import Client
-
 from marelle.core import commune as commune_module
 from marelle.core.commune import current_config
 

@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
-
 from marelle.families.models import ChangeRequest, Family
+
 from tests.factories import PASSWORD, make_family
 from tests.families.conftest import HOST, last_link
 
@@ -179,6 +179,7 @@ def test_email_change_waits_for_staff_where_configured(client, families_config, 
     assert get_user_model().objects.filter(email="claire@example.fr").exists()
 
     from marelle.families.services import change_request_accept
+
     from tests.factories import make_staff
 
     change_request_accept(staff=make_staff(), change_request_id=request.pk)

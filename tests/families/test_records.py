@@ -4,10 +4,10 @@ import json
 
 import pytest
 from django.test import Client
-
 from marelle.catalog.models import AuthorisationType
 from marelle.families.models import ChangeRequest, Child, ChildContact, Family, Guardian
 from marelle.families.services import change_request_accept, change_request_refuse
+
 from tests.factories import PASSWORD, make_family, make_staff
 from tests.families.conftest import HOST
 

@@ -1,16 +1,16 @@
 """Plugins: entry points, a third-party distribution, and failing loudly."""
 
 import inspect
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from marelle.plugin_api import hookspecs
 from marelle.plugin_api.manager import PluginError, build_registry
+
 from tests.fixtures import typo_plugin
 
 ROOT = Path(__file__).resolve().parents[2]

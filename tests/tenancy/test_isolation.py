@@ -6,7 +6,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
-
 from marelle.celery import app as celery_app
 from marelle.core.tasks import tenant_probe
 

@@ -1,8 +1,8 @@
 import pytest
 from django.db import connection
 from django.test import Client
-
 from marelle.catalog.models import Service
+
 from tenants.models import Commune
 
 

@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django_tenants.utils import schema_context, schema_exists
-
 from marelle.catalog.models import Establishment, Period, Service, Unit
+
 from tenants.models import Commune, Domain, SyncRun
 
 ALPHA = (Path(__file__).resolve().parents[1] / "fixtures" / "communes" / "alpha.yaml").read_text()

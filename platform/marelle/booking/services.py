@@ -23,7 +23,6 @@ from marelle.core import clock
 from marelle.core.commune import current_config
 from marelle.families.models import Child, Family
 
-
 # --- Configuration lookups ---------------------------------------------------------------
 
 

@@ -7,8 +7,21 @@ from django.utils.translation import gettext_lazy as _
 from marelle.catalog.models import AuthorisationType
 from marelle.core.clock import today
 from marelle.core.forms import Form, ModelForm
-from marelle.families.models import ALLERGIES, ILLNESSES, VACCINES, Child, ChildContact, ChildHealth, Family, Guardian
-from marelle.families.validators import normalize_phone, validate_city_for_postcode, validate_postcode
+from marelle.families.models import (
+    ALLERGIES,
+    ILLNESSES,
+    VACCINES,
+    Child,
+    ChildContact,
+    ChildHealth,
+    Family,
+    Guardian,
+)
+from marelle.families.validators import (
+    normalize_phone,
+    validate_city_for_postcode,
+    validate_postcode,
+)
 
 YES_NO = [("oui", _("Oui")), ("non", _("Non"))]
 RELATIONSHIPS = ["Mère", "Père", "Grand-mère", "Grand-père", "Tante", "Oncle", "Sœur", "Frère",
@@ -216,13 +229,13 @@ def _health_initial(health: ChildHealth) -> dict:
         "medical_history": health.medical_history, "observations": health.observations,
         "doctor_name": health.doctor_name, "doctor_phone": health.doctor_phone, "doctor_city": health.doctor_city,
     }
-    for code, _ in VACCINES:
+    for code, _label in VACCINES:
         entry = health.vaccinations.get(code) or {}
         initial[f"vaccine_{code}"] = entry.get("done", False)
         initial[f"vaccine_{code}_last"] = entry.get("last")
-    for code, _ in ILLNESSES:
+    for code, _label in ILLNESSES:
         initial[f"illness_{code}"] = "oui" if health.illnesses.get(code) else "non"
-    for code, _ in ALLERGIES:
+    for code, _label in ALLERGIES:
         entry = health.allergies.get(code) or {}
         initial[f"allergy_{code}"] = "oui" if entry.get("has") else "non"
         initial[f"allergy_{code}_details"] = entry.get("details", "")

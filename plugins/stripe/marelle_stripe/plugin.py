@@ -2,9 +2,8 @@
 
 from typing import Annotated
 
-from pydantic import Field
-
 from marelle.plugin_api import PaymentProvider, PluginSettings, SecretRef, hookimpl
+from pydantic import Field
 
 
 class StripeSettings(PluginSettings):
