@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from marelle.plugin_api.manager import payment_provider_classes
+from marelle.plugin_api.payment import french_error
 from pydantic import BaseModel, ValidationError
 
 from tenants.commune_config.schema import CommuneConfig
@@ -185,14 +186,10 @@ def _french_message(item: dict, path: Path) -> str:
         hint = f" ; vouliez-vous dire « {close[0]} » ?" if close else (
             f" ; clés possibles : {', '.join(allowed)}" if allowed else "")
         return f"clé inconnue « {path[-1]} »{hint}"
+    # The file's own shapes (sections, lists, dates); every other kind of error is worded
+    # by the plugin API's French messages, shared with the plugins' settings.
     messages = {
         "missing": "champ obligatoire manquant",
-        "string_type": "doit être un texte",
-        "int_type": "doit être un nombre entier",
-        "int_parsing": "doit être un nombre entier",
-        "int_from_float": "doit être un nombre entier (montants en centimes)",
-        "bool_type": "doit être true ou false",
-        "bool_parsing": "doit être true ou false",
         "list_type": "doit être une liste (éléments précédés de « - »)",
         "dict_type": "doit être une section (clé: valeur)",
         "model_type": "doit être une section (clé: valeur)",
@@ -208,25 +205,11 @@ def _french_message(item: dict, path: Path) -> str:
     }
     if kind in messages:
         return messages[kind] + ("" if kind == "missing" else f" (valeur lue : {value!r})")
-    if kind == "literal_error":
-        return f"valeur {value!r} non permise ; valeurs possibles : {ctx.get('expected')}"
-    if kind == "greater_than":
-        return f"doit être strictement supérieur à {ctx.get('gt')} (valeur lue : {value!r})"
-    if kind == "greater_than_equal":
-        return f"doit être supérieur ou égal à {ctx.get('ge')} (valeur lue : {value!r})"
-    if kind == "less_than_equal":
-        return f"doit être inférieur ou égal à {ctx.get('le')} (valeur lue : {value!r})"
-    if kind == "string_pattern_mismatch":
-        return f"format invalide {value!r} (motif attendu : {ctx.get('pattern')})"
-    if kind == "string_too_long":
-        return f"trop long : {ctx.get('max_length')} caractères au plus"
     if kind == "string_too_short":
         return "ne doit pas être vide"
     if kind == "too_short":
         return f"doit contenir au moins {ctx.get('min_length')} élément(s)"
-    if kind == "value_error":
-        return str(ctx.get("error", item["msg"]))
-    return item["msg"]
+    return french_error(item)
 
 
 # --- Checks that relate parts of one file ----------------------------------------------
