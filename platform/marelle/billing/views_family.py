@@ -26,6 +26,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from marelle.billing import settlement
 from marelle.billing.models import FamilyCredit, Invoice, PaymentAttempt
 from marelle.billing.pdf import invoice_pdf_bytes, pdf_filename
 from marelle.billing.pricing import format_euros
@@ -45,29 +46,14 @@ from marelle.billing.selectors import (
     payment_selection,
     period_text,
 )
+from marelle.billing.settlement import SettlementError
 from marelle.families.permissions import require_family
 
 logger = logging.getLogger(__name__)
 
 
-# --- The settlement core (billing/settlement.py), imported when called -------------------------
-
-
-class SettlementUnavailable(Exception):
-    pass
-
-
-def settlement():
-    try:
-        from marelle.billing import settlement as module
-    except ImportError as error:
-        raise SettlementUnavailable("Le paiement n'est pas encore disponible sur ce portail.") from error
-    return module
-
-
-def settlement_errors(module) -> tuple[type[BaseException], ...]:
-    """What the settlement core raises for a refusal (shown to the person, not a 500)."""
-    return (getattr(module, "SettlementError", ValueError), ValueError, ValidationError)
+# What the settlement core refuses with a message for the person (a 400, never a 500).
+REFUSALS = (SettlementError, ValidationError)
 
 
 def error_text(error: BaseException) -> str:
@@ -194,14 +180,8 @@ def pay(request, family):
         return render(request, "billing/family/recap.html", {"selection": selection})
 
     try:
-        module = settlement()
-        attempt = module.payment_start(actor=request.user, family=family, invoice_ids=selection.ids)
-    except SettlementUnavailable as error:
-        return render(request, "billing/family/recap.html", {"selection": selection, "error": str(error)},
-                      status=503)
-    except Exception as error:
-        if not isinstance(error, settlement_errors(module)):
-            raise
+        attempt = settlement.payment_start(actor=request.user, family=family, invoice_ids=selection.ids)
+    except REFUSALS as error:
         return render(request, "billing/family/recap.html", {"selection": selection, "error": error_text(error)},
                       status=400)
     response = provider_redirect(request, attempt)

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from marelle.backoffice.access import staff_required
 from marelle.backoffice.selectors import family_search
-from marelle.billing import forms
+from marelle.billing import forms, settlement
 from marelle.billing.invoicing import (
     InvoicingError,
     credit_note_create,
@@ -62,16 +62,11 @@ from marelle.billing.selectors import (
     unpaid_invoices,
 )
 from marelle.billing.tasks import invoice_remind
-from marelle.billing.views_family import (
-    SettlementUnavailable,
-    error_text,
-    pdf_response,
-    settlement,
-    settlement_errors,
-)
+from marelle.billing.views_family import REFUSALS, error_text, pdf_response
 from marelle.catalog.models import Regie
 from marelle.core import clock
 from marelle.families.models import Family
+from marelle.payments.services import provider_refund
 
 ROLES = ("regisseur", "administrateur")
 PAGE_SIZE = 50
@@ -365,17 +360,11 @@ def manual_payment(request):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                module = settlement()
-                payment = module.payment_record_manual(
+                payment = settlement.payment_record_manual(
                     staff=request.user, family=family, regie=data["regie"], means=data["means"],
                     amount_cents=data["amount"], invoice_ids=[i.pk for i in data["invoices"]],
                     reference=data["reference"].strip(), received_on=data["received_on"])
-            except SettlementUnavailable as error:
-                form.add_error(None, str(error))
-                status = 503
-            except Exception as error:
-                if not isinstance(error, settlement_errors(module)):
-                    raise
+            except REFUSALS as error:
                 form.add_error(None, error_text(error))
             else:
                 amount = format_euros(data["amount"])
@@ -457,14 +446,9 @@ def credit_use(request, invoice_id):
     """Use the family's credit (trop-perçu) in the régie on this invoice."""
     invoice = _invoice_or_404(invoice_id)
     try:
-        module = settlement()
-        updated = module.credit_apply(staff_or_system=request.user, family=invoice.family, regie=invoice.regie,
-                                      invoice_id=invoice.pk)
-    except SettlementUnavailable as error:
-        messages.error(request, str(error))
-    except Exception as error:
-        if not isinstance(error, settlement_errors(module)):
-            raise
+        updated = settlement.credit_apply(staff_or_system=request.user, family=invoice.family, regie=invoice.regie,
+                                          invoice_id=invoice.pk)
+    except REFUSALS as error:
         messages.error(request, error_text(error))
     else:
         messages.success(request, f"Crédit de la famille utilisé : reste à payer {format_euros(updated.balance_cents)}.")
@@ -503,14 +487,6 @@ def payment_detail(request, payment_id):
     return _render_payment(request, _payment_or_404(payment_id))
 
 
-def _provider_refund():
-    try:
-        from marelle.payments.services import provider_refund
-    except ImportError:
-        return None
-    return provider_refund
-
-
 @regisseur_required
 @require_POST
 def payment_refund(request, payment_id):
@@ -519,16 +495,11 @@ def payment_refund(request, payment_id):
     if form.is_valid():
         through_provider = form.cleaned_data.get("through_provider", False)
         try:
-            module = settlement()
-            module.payment_refund(staff=request.user, payment_id=payment.pk, amount_cents=form.cleaned_data["amount"],
-                                  external=not through_provider,
-                                  provider_refund=_provider_refund() if through_provider else None,
-                                  reason=form.cleaned_data["reason"])
-        except SettlementUnavailable as error:
-            form.add_error(None, str(error))
-        except Exception as error:
-            if not isinstance(error, settlement_errors(module)):
-                raise
+            settlement.payment_refund(staff=request.user, payment_id=payment.pk,
+                                      amount_cents=form.cleaned_data["amount"], external=not through_provider,
+                                      provider_refund=provider_refund if through_provider else None,
+                                      reason=form.cleaned_data["reason"])
+        except REFUSALS as error:
             field = "amount" if getattr(error, "field", None) == "amount_cents" else None
             form.add_error(field, error_text(error))
         else:
@@ -542,13 +513,8 @@ def payment_refund(request, payment_id):
 def payment_accept_amount(request, payment_id):
     payment = _payment_or_404(payment_id)
     try:
-        module = settlement()
-        module.payment_accept_reported_amount(staff=request.user, payment_id=payment.pk)
-    except SettlementUnavailable as error:
-        messages.error(request, str(error))
-    except Exception as error:
-        if not isinstance(error, settlement_errors(module)):
-            raise
+        settlement.payment_accept_reported_amount(staff=request.user, payment_id=payment.pk)
+    except REFUSALS as error:
         messages.error(request, error_text(error))
     else:
         messages.success(request, "Montant annoncé par le prestataire accepté : le paiement est réglé sur les factures.")

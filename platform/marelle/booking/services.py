@@ -226,7 +226,10 @@ def plan_changes(*, enrolment: Enrolment, changes: list[Change], now: datetime |
 
 
 def _limit_problems(enrolment: Enrolment, service_conf, calendar, planned: list[PlannedLine]) -> list[LineProblem]:
-    """min/max days per week and max per period, on the planning as it would be afterwards."""
+    """min/max days per week and max per period, on the planning as it would be afterwards.
+
+    A week's problem is attached to the first change of that week, a period's to the first
+    change of the réservation."""
     from marelle.booking.rules import check_week_limits, group_by_week, week_start
 
     rules = service_conf.booking
@@ -236,25 +239,20 @@ def _limit_problems(enrolment: Enrolment, service_conf, calendar, planned: list[
     days = set(Booking.objects.filter(child=enrolment.child, enrolment=enrolment, action="book",
                                       state__in=Booking.LIVE_STATES, day__range=(period.start, period.end))
                .values_list("day", flat=True))
+    first_change_of_week: dict = {}
     for line in planned:
         (days.add if line.change.action == "book" else days.discard)(line.change.day)
-    touched = {week_start(line.change.day) for line in planned}
+        first_change_of_week.setdefault(week_start(line.change.day), line.change)
     weeks = group_by_week(days)
-    checked = {monday: weeks.get(monday, set()) for monday in touched}
-    problems = check_week_limits(checked, rules, calendar=calendar)
+    problems = []
+    for monday, change in first_change_of_week.items():
+        problems += [LineProblem(change, text, "week_limit")
+                     for text in check_week_limits({monday: weeks.get(monday, set())}, rules, calendar=calendar)
+                     if text.startswith("Semaine")]
     if rules.max_days_per_period and len(days) > rules.max_days_per_period:
-        problems += [p for p in check_week_limits(weeks, rules) if "sur la période" in p and p not in problems]
-    first = {week_start(line.change.day): line.change for line in reversed(planned)}
-    return [LineProblem(next((c for monday, c in first.items() if problem.startswith("Semaine")
-                              and _week_label(monday) in problem), planned[0].change), problem,
-                        "week_limit" if problem.startswith("Semaine") else "period_limit")
-            for problem in problems]
-
-
-def _week_label(monday) -> str:
-    from marelle.booking.rules import format_date
-
-    return f"Semaine du {format_date(monday)}"
+        problems += [LineProblem(planned[0].change, text, "period_limit")
+                     for text in check_week_limits(weeks, rules) if "sur la période" in text]
+    return problems
 
 
 def _check_time_range(change: Change, unit_conf) -> str | None:

@@ -50,11 +50,7 @@ class Change:
 
 
 def _jsonable(value):
-    if isinstance(value, (datetime,)):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Prefetch
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from marelle.catalog.models import AuthorisationType, Service
@@ -176,13 +176,7 @@ def child_edit(request, child_id):
 def contact_edit(request, child_id, contact_id=None):
     family = require_family(request.user)
     child = child_of_family(family, child_id)
-    contact = None
-    if contact_id is not None:
-        contact = ChildContact.objects.filter(child=child, pk=contact_id).first()
-        if contact is None:
-            from django.http import Http404
-
-            raise Http404("Contact introuvable")
+    contact = get_object_or_404(ChildContact, child=child, pk=contact_id) if contact_id is not None else None
     form = forms.ContactForm(request.POST or None, instance=contact)
     if request.method == "POST" and form.is_valid():
         services.contact_save(actor=request.user, child=child, contact=contact,
@@ -198,11 +192,7 @@ def contact_edit(request, child_id, contact_id=None):
 def contact_delete(request, child_id, contact_id):
     family = require_family(request.user)
     child = child_of_family(family, child_id)
-    contact = ChildContact.objects.filter(child=child, pk=contact_id).first()
-    if contact is None:
-        from django.http import Http404
-
-        raise Http404("Contact introuvable")
+    contact = get_object_or_404(ChildContact, child=child, pk=contact_id)
     services.contact_delete(actor=request.user, contact=contact)
     messages.success(request, f"{contact.first_name} {contact.last_name} a été retiré·e de la fiche.")
     return redirect("families:child", child_id=child.pk)
