@@ -248,7 +248,7 @@ def main() -> int:
         grow_issue = large["issue_q"] - small["issue_q"]
         print(f"Croissance du nombre de requêtes de {small['families']} à {large['families']} familles : "
               f"brouillon {grow_draft:+d}, émission {grow_issue:+d} "
-              "(lots d'insertion et de mise à jour de 2 000 lignes, pas une requête par famille).")
+              "(lignes insérées par lots de 2 000, émission en une seule requête UPDATE : pas une requête par famille).")
     if any(r["pdf_ms"] is not None for r in results):
         pdf = statistics.median(r["pdf_ms"] for r in results if r["pdf_ms"] is not None)
         print(f"PDF (tâche Celery après l'émission, hors chronométrage) : ~{pdf:.0f} ms par facture "

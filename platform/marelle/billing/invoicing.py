@@ -8,11 +8,12 @@ same engine. So the recap and the invoice can never disagree.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from datetime import date, timedelta
 
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
@@ -68,8 +69,9 @@ def invoicing_run_draft(*, actor, regie: Regie, period_start: date, period_end: 
 
     if booked:
         excused = _excused([s.pk for s in booked], period_start, period_end)
+        # Prepaid bookings (in a basket) were invoiced and paid when they were booked.
         rows = (Booking.objects.filter(enrolment__service__in=booked, action="book", state=Booking.State.ACCEPTED,
-                                       day__range=(period_start, period_end))
+                                       day__range=(period_start, period_end), basket_item__isnull=True)
                 .values("child_id", "child__family_id", "unit_id", "enrolment__service_id", "unit_price_cents",
                         "surcharge_cents")
                 .annotate(days=ArrayAgg("day", ordering="day"), n=Count("id"))
@@ -181,28 +183,52 @@ def _debtors(family_ids) -> dict[int, dict]:
 
 @transaction.atomic
 def invoicing_run_issue(*, actor, run_id: int) -> InvoicingRun:
-    """Number and issue every draft of the run: from here on the invoices are immutable."""
-    run = InvoicingRun.objects.select_for_update().get(pk=run_id)
+    """Number and issue every draft of the run: from here on the invoices are immutable.
+
+    The numbers are reserved under the counter's row lock, then every draft is numbered,
+    dated and given its debtor in one UPDATE (5,000 invoices: one statement, not 5,000)."""
+    run = InvoicingRun.objects.select_for_update().select_related("regie").get(pk=run_id)
     if run.status != InvoicingRun.Status.DRAFT:
         raise InvoicingError("Cette facturation a déjà été émise ou abandonnée.")
-    drafts = list(run.invoices.filter(status=Invoice.Status.DRAFT).order_by("family_id", "pk"))
+    count = run.invoices.filter(status=Invoice.Status.DRAFT).count()
     now = timezone.now()
     today = clock.today()
-    numbers = _next_numbers(run.regie, today.year, len(drafts))
-    debtors = _debtors([i.family_id for i in drafts])
-    due = _due_date(run.regie, today, run.period_start)
-    for invoice, number in zip(drafts, numbers, strict=True):
-        invoice.number, invoice.status, invoice.issued_at, invoice.due_date = number, Invoice.Status.TO_PAY, now, due
-        invoice.debtor = debtors.get(invoice.family_id, {})
-        if invoice.total_cents == 0:
-            invoice.status = Invoice.Status.PAID
-    Invoice.objects.bulk_update(drafts, ["number", "status", "issued_at", "due_date", "debtor"], batch_size=2000)
+    numbers = _next_numbers(run.regie, today.year, count)
+    if count:
+        _issue_drafts(run, first=int(numbers[0].rsplit("-", 1)[1]), year=today.year, now=now,
+                      due=_due_date(run.regie, today, run.period_start))
     run.status, run.issued_at = InvoicingRun.Status.ISSUED, now
     run.save(update_fields=["status", "issued_at"])
-    audit_record(actor=actor, action="invoicing.issued", target=f"run:{run.pk}", invoices=len(drafts),
+    audit_record(actor=actor, action="invoicing.issued", target=f"run:{run.pk}", invoices=count,
                  first=numbers[0] if numbers else "", last=numbers[-1] if numbers else "")
     transaction.on_commit(lambda: _after_issue(run.pk))
     return run
+
+
+def _issue_drafts(run: InvoicingRun, *, first: int, year: int, now, due: date) -> None:
+    """Numbers in (family, pk) order, like ``_next_numbers`` gives them; the debtor frozen
+    from the family's first guardian (as ``_debtors`` builds it)."""
+    invoices, guardians = Invoice._meta.db_table, Guardian._meta.db_table
+    civilities = dict(Guardian._meta.get_field("civility").flatchoices)
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            UPDATE {invoices} AS i
+               SET number = %(prefix)s || '-' || %(year)s || '-' || lpad((%(first)s + n.rn - 1)::text, 6, '0'),
+                   status = CASE WHEN i.total_cents = 0 THEN 'paid' ELSE 'to_pay' END,
+                   issued_at = %(now)s, due_date = %(due)s,
+                   debtor = COALESCE((
+                       SELECT jsonb_build_object(
+                                'name', btrim(COALESCE(%(civilities)s::jsonb ->> g.civility, '') || ' '
+                                              || g.first_name || ' ' || g.last_name),
+                                'civility', g.civility, 'first_name', g.first_name, 'last_name', g.last_name,
+                                'address', g.address_line, 'complement', g.address_complement,
+                                'postcode', g.postcode, 'city', g.city, 'email', g.email)
+                         FROM {guardians} g WHERE g.family_id = i.family_id AND g.position = 1), '{{}}'::jsonb)
+              FROM (SELECT id, row_number() OVER (ORDER BY family_id, id) AS rn
+                      FROM {invoices} WHERE run_id = %(run)s AND status = 'draft') AS n
+             WHERE i.id = n.id""",
+            {"prefix": run.regie.invoice_prefix, "year": str(year), "first": first, "now": now, "due": due,
+             "run": run.pk, "civilities": json.dumps({k: str(v) for k, v in civilities.items()})})
 
 
 def _after_issue(run_id: int) -> None:
@@ -258,6 +284,61 @@ def credit_note_create(*, actor, invoice_id: int, amount_cents: int, reason: str
     audit_record(actor=actor, action="invoice.credited", target=f"invoice:{invoice.number}",
                  family_id=invoice.family_id, credit_note=number, amount_cents=amount_cents)
     return credit
+
+
+MONTH_NAMES = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+               "novembre", "décembre")
+
+
+def _month_bounds(year: int, month: int) -> tuple[date, date]:
+    first = date(year, month, 1)
+    following = date(year + (month == 12), month % 12 + 1, 1)
+    return first, following - timedelta(days=1)
+
+
+def scheduled_runs_due(regie: Regie, today: date) -> list[tuple[date, date, str]]:
+    """The (start, end, label) runs the régie's YAML (``invoicing``) asks to draft on or after
+    its ``issue_day`` this month: the previous month (``monthly``), or each service period
+    that ended last month (``per_period``; with ``due_before_period_start``, each period
+    starting next month, billed before it starts)."""
+    invoicing = regie.invoicing or {}
+    if today.day < int(invoicing.get("issue_day", 5)):
+        return []
+    if invoicing.get("frequency", "monthly") == "monthly":
+        previous = today.replace(day=1) - timedelta(days=1)
+        start, end = _month_bounds(previous.year, previous.month)
+        return [(start, end, f"{MONTH_NAMES[previous.month - 1].capitalize()} {previous.year}")]
+    from marelle.catalog.models import Period
+
+    if invoicing.get("due_before_period_start"):
+        upcoming = (today.replace(day=28) + timedelta(days=7)).replace(day=1)
+        window = _month_bounds(upcoming.year, upcoming.month)
+        periods = Period.objects.filter(service__regie=regie, start__range=window)
+    else:
+        previous = today.replace(day=1) - timedelta(days=1)
+        periods = Period.objects.filter(service__regie=regie, end__range=_month_bounds(previous.year, previous.month))
+    runs = {}
+    for period in periods.order_by("start", "end", "pk"):
+        runs.setdefault((period.start, period.end), period.label[:100])
+    return [(start, end, label) for (start, end), label in runs.items()]
+
+
+def draft_scheduled_runs(*, today: date | None = None) -> list[InvoicingRun]:
+    """Draft, in the current commune, the runs every régie's calendar asks for today; a run
+    that exists already for the period (even abandoned by staff) is not made again. Staff
+    review and issue the drafts. Two concurrent calls draft each run once (constraint)."""
+    today = today or clock.today()
+    drafted = []
+    for regie in Regie.objects.filter(archived_at__isnull=True).order_by("pk"):
+        for start, end, label in scheduled_runs_due(regie, today):
+            if InvoicingRun.objects.filter(regie=regie, period_start=start, period_end=end).exists():
+                continue
+            try:
+                drafted.append(invoicing_run_draft(actor=None, regie=regie, period_start=start, period_end=end,
+                                                   label=label))
+            except InvoicingError:
+                continue  # drafted meanwhile by staff or another worker
+    return drafted
 
 
 def family_invoices(family: Family):

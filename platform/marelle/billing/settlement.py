@@ -487,7 +487,11 @@ def _flag(payment: PaymentAttempt, text: str, *, status: str, reported_cents: in
 
 
 def _settle(payment: PaymentAttempt) -> dict:
+    from marelle.billing.baskets import settle_basket_invoices
+
     intended = list(payment.allocations.order_by("pk").values_list("invoice_id", flat=True))
+    # An immediate payment's draft invoice is numbered and issued now, so that it is settled.
+    settle_basket_invoices(payment, intended)
     payment.state = State.PAID
     payment.settled_at = clock.now()
     payment.save(update_fields=["state", "settled_at", "amount_cents", "anomaly"])

@@ -32,6 +32,8 @@ try:  # registered here so that Celery's autodiscovery (billing.tasks) finds it
 except ImportError:  # the settlement work has not landed yet
     pass
 
+from marelle.billing.baskets import expire_unpaid_baskets  # noqa: E402,F401 - registered for beat
+
 logger = logging.getLogger(__name__)
 
 #: Invoices per sub-task when a run is issued (PDFs take ~0.1 s each).
@@ -172,3 +174,14 @@ def invoice_remind(*, actor, invoice_ids) -> tuple[int, list[str]]:
                          family_id=invoice.family_id, balance_cents=invoice.balance_cents)
             sent += 1
     return sent, skipped
+
+
+@shared_task(name="marelle.billing.tasks.draft_scheduled_invoicing_runs")
+def draft_scheduled_invoicing_runs() -> list[int]:
+    """Per commune, every morning (beat): draft the runs due on the régies' issue days."""
+    from marelle.billing.invoicing import draft_scheduled_runs
+
+    runs = draft_scheduled_runs()
+    if runs:
+        logger.info("invoicing runs drafted: %s", [r.pk for r in runs])
+    return [r.pk for r in runs]

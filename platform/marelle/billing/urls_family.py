@@ -11,4 +11,6 @@ urlpatterns = [
     path("<int:invoice_id>/pdf/", views.invoice_pdf, name="invoice_pdf"),
     path("payer/", views.pay, name="pay"),
     path("paiements/<int:payment_id>/", views.payment, name="payment"),
+    path("a-payer/", views.baskets, name="baskets"),
+    path("a-payer/<int:basket_id>/payer/", views.basket_pay, name="basket_pay"),
 ]

@@ -27,7 +27,8 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from marelle.billing import settlement
-from marelle.billing.models import FamilyCredit, Invoice, PaymentAttempt
+from marelle.billing.baskets import BasketError, basket_checkout, open_baskets
+from marelle.billing.models import Basket, FamilyCredit, Invoice, PaymentAttempt
 from marelle.billing.pdf import invoice_pdf_bytes, pdf_filename
 from marelle.billing.pricing import format_euros
 from marelle.billing.selectors import (
@@ -112,6 +113,7 @@ def _render_list(request, family, *, selected=(), error: str = "", error_regie=N
         "selected": {str(i) for i in selected},
         "error": error,
         "error_regie": error_regie,
+        "open_baskets": open_baskets(family),
     }, status=status)
 
 
@@ -205,3 +207,25 @@ def payment(request, family, payment_id):
         "invoice_numbers": attempt.invoice_numbers,
     })
 
+
+
+# --- Immediate payments (adhesions, prepaid bookings) ---------------------------------------
+
+
+@family_required
+@require_GET
+def baskets(request, family):
+    recent = list(Basket.objects.filter(family=family).exclude(state=Basket.State.OPEN)
+                  .select_related("invoice").order_by("-closed_at", "-pk")[:5])
+    return render(request, "billing/family/baskets.html", {"open": open_baskets(family), "recent": recent})
+
+
+@family_required
+@require_http_methods(["POST"])
+def basket_pay(request, family, basket_id):
+    try:
+        attempt = basket_checkout(actor=request.user, family=family, basket_id=basket_id)
+    except BasketError as error:
+        messages.error(request, error.message)
+        return redirect("billing:baskets")
+    return provider_redirect(request, attempt) or redirect("billing:payment", payment_id=attempt.pk)

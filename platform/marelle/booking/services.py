@@ -446,9 +446,32 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
     reservation.total_cents = total
     reservation.save(update_fields=["total_cents"])
     _refresh_reservation_state(reservation)
+    if rules.booking.prepayment is not None:
+        from marelle.billing.baskets import basket_for_reservation
+
+        basket_for_reservation(actor=actor, reservation=reservation)
     audit_record(actor=actor, action="reservation.submitted", target=f"reservation:{reservation.number}",
                  family_id=child.family_id, lines=len(planned))
     return reservation
+
+
+def release_unpaid_bookings(*, booking_ids: list[int]) -> int:
+    """Cancel prepaid bookings whose basket expired unpaid and give their places back (the
+    first family on the waiting list gets one). Runs inside the basket's transaction."""
+    bookings = list(Booking.objects.select_for_update(of=("self",)).select_related("reservation", "child__family")
+                    .filter(pk__in=booking_ids, state=Booking.State.ACCEPTED).order_by("pk"))
+    for booking in bookings:
+        booking.state, booking.reason = Booking.State.CANCELLED, "Non payée dans le délai : place libérée."
+        booking.save(update_fields=["state", "reason", "updated_at"])
+        _release_seat(booking)
+    for reservation in {b.reservation_id: b.reservation for b in bookings}.values():
+        _refresh_reservation_state(reservation)
+    if bookings:
+        child = bookings[0].child
+        audit_record(actor=None, action="booking.released_unpaid", target=f"reservation:{bookings[0].reservation.number}",
+                     family_id=child.family_id, bookings=[b.pk for b in bookings])
+        _notify_family(child, "bookings_released_unpaid", {"bookings": bookings})
+    return len(bookings)
 
 
 def _cancel_line_state(state: str) -> str:

@@ -332,16 +332,28 @@ def enrolment(request, enrolment_id: int):
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def adhesion_payment(request, enrolment_id: int):
-    """The "payment required" step. Online payment belongs to the billing module, which will
-    replace this page's body (same URL name); until then it explains and shows the amount."""
+    """The "payment required" step: the adhesion goes into an immediate-payment basket
+    (billing) and "Payer en ligne" takes the family to the régie's payment provider."""
+    from marelle.billing.baskets import BasketError, basket_checkout, basket_for_adhesion, online_refusal
+    from marelle.billing.views_family import provider_redirect
+
     family = require_family(request.user)
     enrolment = _decorate(_enrolment_of(family, enrolment_id))
     adhesion = service_config(enrolment.service).enrolment.adhesion
+    if request.method == "POST":
+        try:
+            basket = basket_for_adhesion(actor=request.user, family=family, enrolment_id=enrolment.pk)
+            attempt = basket_checkout(actor=request.user, family=family, basket_id=basket.pk)
+        except BasketError as error:
+            messages.error(request, error.message)
+            return redirect("booking:adhesion_payment", enrolment_id=enrolment.pk)
+        return provider_redirect(request, attempt) or redirect("billing:payment", payment_id=attempt.pk)
     return render(request, "booking/family/adhesion_payment.html", {
         "enrolment": enrolment, "child": enrolment.child, "regie": enrolment.service.regie,
-        "adhesion_label": adhesion.label if adhesion else "Adhésion"})
+        "adhesion_label": adhesion.label if adhesion else "Adhésion",
+        "online_refusal": online_refusal(enrolment.service.regie)})
 
 
 # --- The planning --------------------------------------------------------------------------
@@ -833,8 +845,22 @@ def recap(request, enrolment_id: int):
             return redirect("booking:planning", enrolment_id=enrolment.pk)
         return _render_recap(request, enrolment, rejected=rejected.problems, status=422)
     _store_selection(request, enrolment, {})
+    basket = _open_basket_of(reservation)
+    if basket is not None:
+        deadline = timezone.localtime(basket.expires_at)
+        messages.warning(request, f"Réservation n° {reservation.number} enregistrée : elle se paie d'avance. Réglez "
+                                  f"{format_euros(basket.invoice.total_cents)} avant {deadline:%H:%M}, sinon les places "
+                                  "seront libérées.")
+        return redirect("billing:baskets")
     messages.success(request, f"Réservation n° {reservation.number} enregistrée.")
     return redirect("booking:reservation", number=reservation.number)
+
+
+def _open_basket_of(reservation):
+    from marelle.billing.models import Basket
+
+    return (Basket.objects.filter(state=Basket.State.OPEN, items__booking__reservation=reservation)
+            .select_related("invoice").first())
 
 
 # --- Réservations and history --------------------------------------------------------------

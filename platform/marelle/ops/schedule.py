@@ -42,11 +42,16 @@ BEAT_SCHEDULE = {
         "marelle.billing.reconciliation.reconcile_pending_payments", 15 * 60,
         max_jitter_seconds=5 * 60, queue="payments", expires=10 * 60,
     ),
+    # Immediate-payment baskets (adhesions, prepaid bookings) past their expiry (30 minutes
+    # by default, 5 at least): their bookings are released every 5 minutes.
+    "expire-unpaid-baskets": fan_out_entry(
+        "marelle.billing.baskets.expire_unpaid_baskets", 5 * 60,
+        max_jitter_seconds=60, queue="payments", expires=4 * 60,
+    ),
+    # Invoicing runs drafted on each régie's configured day (regies[].invoicing.issue_day),
+    # early in the morning; staff review and issue them.
+    "draft-scheduled-invoicing-runs": fan_out_entry(
+        "marelle.billing.tasks.draft_scheduled_invoicing_runs", crontab(hour=5, minute=0),
+        max_jitter_seconds=30 * 60, expires=3 * 3600,
+    ),
 }
-
-# Immediate-payment baskets left unpaid, released at night, spread over 30 minutes: add it
-# to BEAT_SCHEDULE once marelle.billing registers the task (fan_out refuses an unknown task).
-EXPIRE_UNPAID_BASKETS = fan_out_entry(
-    "marelle.billing.baskets.expire_unpaid_baskets", crontab(hour=2, minute=15),
-    max_jitter_seconds=30 * 60, queue="payments", expires=3 * 3600,
-)

@@ -1,0 +1,216 @@
+"""Immediate payment: adhesion and prepaid bookings in a basket, paid (invoice issued and
+settled, adhesion opens bookings) or expired (bookings released, places given back)."""
+
+import copy
+import html
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.test import Client
+import time_machine
+from django.db import connection
+from marelle.billing.baskets import (
+    BasketError,
+    basket_checkout,
+    basket_for_adhesion,
+    expire_unpaid_baskets,
+    expire_unpaid_baskets_now,
+)
+from marelle.billing.invoicing import invoicing_run_draft
+from marelle.billing.models import Basket, FamilyCredit, Invoice, PaymentAttempt
+from marelle.billing.settlement import payment_apply_status, payment_attach_reference
+from marelle.booking.models import Booking, Enrolment, Occupancy
+from marelle.booking.services import Change, reservation_submit
+from marelle.catalog.models import Establishment, Regie
+from marelle.core import commune as commune_configs
+from tenants.commune_config.schema import CommuneConfig
+
+from tests.factories import accept_document, enrol, make_family
+
+PARIS = ZoneInfo("Europe/Paris")
+MONDAY = datetime(2026, 9, 7, 10, 0, tzinfo=PARIS)
+DAYS = (date(2026, 9, 14), date(2026, 9, 15))
+
+
+@pytest.fixture
+def prepaid(alpha, monkeypatch):
+    """Alpha's cantine with an adhesion paid immediately (17,00 €) and bookings paid in
+    advance within 30 minutes: the parsed configuration is swapped for this test only (also
+    seen by requests, whose middleware loads the commune again)."""
+    config = copy.deepcopy(alpha.config)
+    cantine = next(s for s in config["services"] if s["code"] == "cantine")
+    cantine["enrolment"]["adhesion"] = {"label": "Adhésion cantine", "amount_cents": 1700, "payment": "immediate"}
+    cantine["booking"]["prepayment"] = {"basket_expiry_minutes": 30}
+    monkeypatch.setitem(commune_configs._by_digest, alpha.config_digest, CommuneConfig.model_validate(config))
+    connection.set_tenant(alpha)
+    return alpha
+
+
+@pytest.fixture
+def family(prepaid):
+    family = make_family("panier@example.fr", last_name="Panier", children=("Léa",))
+    family.quotient_verified_until = date(2026, 12, 31)
+    family.save()
+    accept_document(family.children.get())
+    return family
+
+
+@pytest.fixture
+def enrolment(family):
+    with time_machine.travel(MONDAY, tick=False):
+        return enrol(family.children.get(), "cantine")
+
+
+def _pay(payment, status="paid", amount=None):
+    reference = f"OP{payment.pk:06d}"
+    payment_attach_reference(payment_id=payment.pk, provider_reference=reference)
+    return payment_apply_status(payment_id=payment.pk, status=status,
+                                amount_cents=payment.amount_cents if amount is None else amount,
+                                provider_reference=reference)
+
+
+def test_adhesion_paid_online_issues_a_paid_invoice_and_opens_bookings(family, enrolment):
+    assert enrolment.adhesion == Enrolment.Adhesion.AWAITING_PAYMENT
+    user = family.primary_guardian.user
+    with time_machine.travel(MONDAY, tick=False):
+        basket = basket_for_adhesion(actor=user, family=family, enrolment_id=enrolment.pk)
+        assert basket_for_adhesion(actor=user, family=family, enrolment_id=enrolment.pk) == basket  # reused
+        assert basket.invoice.status == "draft" and basket.invoice.number == "" and basket.invoice.total_cents == 1700
+        assert basket.expires_at == MONDAY + timedelta(minutes=30)
+        payment = basket_checkout(actor=user, family=family, basket_id=basket.pk)
+        assert (payment.amount_cents, payment.provider, payment.state) == (1700, "payfip", "created")
+        assert basket_checkout(actor=user, family=family, basket_id=basket.pk) == payment  # no second attempt
+        _pay(payment)
+
+    basket.refresh_from_db()
+    invoice = Invoice.objects.get(pk=basket.invoice_id)
+    assert basket.state == Basket.State.PAID
+    assert (invoice.status, invoice.paid_cents, invoice.total_cents) == ("paid", 1700, 1700)
+    assert invoice.number == "SCO-2026-000001" and invoice.debtor["last_name"] == "Panier"
+    assert invoice.lines.get().label == "Adhésion cantine – Cantine d'Alpha"
+    enrolment.refresh_from_db()
+    assert enrolment.adhesion == Enrolment.Adhesion.PAID
+
+
+def test_prepaid_bookings_are_paid_once_and_left_out_of_the_monthly_run(family, enrolment):
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    enrolment.refresh_from_db()
+    user = family.primary_guardian.user
+    with time_machine.travel(MONDAY, tick=False):
+        reservation = reservation_submit(actor=user, enrolment=enrolment, changes=[Change(d, "repas") for d in DAYS])
+        basket = Basket.objects.get(family=family)
+        invoice = basket.invoice
+        assert basket.items.count() == 2 and invoice.total_cents == 2 * 300
+        line = invoice.lines.get()
+        assert (line.quantity, line.unit_price_cents, line.dates) == (2, 300, ["2026-09-14", "2026-09-15"])
+        assert reservation.number in basket.label
+        _pay(basket_checkout(actor=user, family=family, basket_id=basket.pk))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.paid_cents) == ("paid", 600)
+
+    # September's run must not bill the prepaid meals a second time.
+    with time_machine.travel(datetime(2026, 10, 5, 9, 0, tzinfo=PARIS), tick=False):
+        run = invoicing_run_draft(actor=None, regie=Regie.objects.get(code="scolaire"),
+                                  period_start=date(2026, 9, 1), period_end=date(2026, 9, 30), label="Septembre")
+    assert not run.invoices.exists()
+
+
+def test_basket_expiry_releases_the_bookings_and_gives_the_places_back(family, enrolment):
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    enrolment.refresh_from_db()
+    user = family.primary_guardian.user
+    with time_machine.travel(MONDAY, tick=False):
+        reservation_submit(actor=user, enrolment=enrolment, changes=[Change(d, "repas") for d in DAYS])
+    basket = Basket.objects.get(family=family)
+    establishment = Establishment.objects.get(pk=enrolment.establishment_id)
+    taken = Occupancy.objects.get(establishment=establishment, day=DAYS[0]).taken
+    assert taken == 1
+
+    with time_machine.travel(MONDAY + timedelta(minutes=29), tick=False):
+        assert expire_unpaid_baskets_now() == {"expired": 0, "waiting_for_payment": 0}
+    with time_machine.travel(MONDAY + timedelta(minutes=31), tick=False):
+        with pytest.raises(BasketError, match="délai de paiement est dépassé"):
+            basket_checkout(actor=user, family=family, basket_id=basket.pk)
+        assert expire_unpaid_baskets.apply().result == {"expired": 1, "waiting_for_payment": 0}
+        assert expire_unpaid_baskets_now() == {"expired": 0, "waiting_for_payment": 0}  # once
+
+    basket.refresh_from_db()
+    assert basket.state == Basket.State.EXPIRED
+    assert set(Booking.objects.filter(enrolment=enrolment, action="book").values_list("state", flat=True)) == {
+        "cancelled"}
+    assert Occupancy.objects.get(establishment=establishment, day=DAYS[0]).taken == 0
+    assert Invoice.objects.get(pk=basket.invoice_id).number == ""  # never numbered: no gap
+
+
+def test_expiry_waits_for_a_payment_under_way_and_late_money_goes_to_credit(family, enrolment):
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    enrolment.refresh_from_db()
+    user = family.primary_guardian.user
+    with time_machine.travel(MONDAY, tick=False):
+        reservation_submit(actor=user, enrolment=enrolment, changes=[Change(DAYS[0], "repas")])
+        basket = Basket.objects.get(family=family)
+        payment = basket_checkout(actor=user, family=family, basket_id=basket.pk)
+        payment_attach_reference(payment_id=payment.pk, provider_reference="OP777")
+        payment_apply_status(payment_id=payment.pk, status="pending", provider_reference="OP777")
+    with time_machine.travel(MONDAY + timedelta(minutes=45), tick=False):
+        # The family is on the bank's page: nothing is released under their feet.
+        assert expire_unpaid_baskets_now() == {"expired": 0, "waiting_for_payment": 1}
+        payment_apply_status(payment_id=payment.pk, status="refused", provider_reference="OP777")
+        assert expire_unpaid_baskets_now()["expired"] == 1
+        # The bank finally says paid after all: the money is kept as the family's credit.
+        payment_apply_status(payment_id=payment.pk, status="paid", amount_cents=300, provider_reference="OP777")
+    assert PaymentAttempt.objects.get(pk=payment.pk).state == "paid"
+    assert FamilyCredit.objects.get(family=family).balance_cents == 300
+    assert Invoice.objects.get(pk=basket.invoice_id).status == "draft"
+
+
+def test_another_familys_basket_is_unknown(family, enrolment):
+    other = make_family("autre@example.fr", last_name="Autre")
+    with time_machine.travel(MONDAY, tick=False):
+        basket = basket_for_adhesion(actor=None, family=family, enrolment_id=enrolment.pk)
+        with pytest.raises(BasketError, match="introuvable"):
+            basket_checkout(actor=None, family=other, basket_id=basket.pk)
+        with pytest.raises(BasketError, match="introuvable"):
+            basket_for_adhesion(actor=None, family=other, enrolment_id=enrolment.pk)
+
+
+def test_family_pages_pay_the_adhesion_and_list_what_is_due(family, enrolment):
+    client = Client(HTTP_HOST="alpha.marelle.test")
+    client.force_login(family.primary_guardian.user)
+    with time_machine.travel(MONDAY, tick=False):
+        page = client.get(f"/reservations/inscription/{enrolment.pk}/adhesion/")
+        assert page.status_code == 200 and "Payer 17,00" in page.content.decode().replace("\u00a0", " ")
+        response = client.post(f"/reservations/inscription/{enrolment.pk}/adhesion/")
+        payment = PaymentAttempt.objects.get(family=family)
+        assert response.status_code == 302 and response["Location"] == f"/paiement/{payment.pk}/demarrer/"
+
+        due = html.unescape(client.get("/factures/a-payer/").content.decode()).replace("\u00a0", " ")
+        assert "Adhésion cantine – Cantine d'Alpha" in due and "Payer 17,00 € en ligne" in due
+        assert "régler avant le" in client.get("/factures/").content.decode()
+        # Another family cannot pay (nor see) it.
+        other = Client(HTTP_HOST="alpha.marelle.test")
+        other.force_login(make_family("autre2@example.fr", last_name="Autre").primary_guardian.user)
+        basket = Basket.objects.get(family=family)
+        refused = other.post(f"/factures/a-payer/{basket.pk}/payer/", follow=True)
+        assert "introuvable" in refused.content.decode()
+        assert PaymentAttempt.objects.filter(family=family).count() == 1
+
+
+def test_validating_a_prepaid_reservation_sends_the_family_to_pay(family, enrolment):
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    client = Client(HTTP_HOST="alpha.marelle.test")
+    client.force_login(family.primary_guardian.user)
+    with time_machine.travel(MONDAY, tick=False):
+        response = client.post(f"/reservations/{enrolment.pk}/recapitulatif/", {
+            "cle": "b" * 32, "ligne": [f"{d.isoformat()}|repas|book||" for d in DAYS]}, follow=True)
+    page = html.unescape(response.content.decode()).replace("\u00a0", " ").replace("\u202f", " ")
+    assert response.redirect_chain[-1][0] == "/factures/a-payer/"
+    assert "elle se paie d'avance. Réglez 6,00 € avant 10:30" in page
+    assert "Payer 6,00 € en ligne" in page and "14/09, 15/09" in page
+
+
+def test_a_paid_adhesion_needs_no_basket(family, enrolment):
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    with pytest.raises(BasketError, match="Aucune adhésion"):
+        basket_for_adhesion(actor=None, family=family, enrolment_id=enrolment.pk)
