@@ -107,6 +107,7 @@ TENANT_APPS = [
     "marelle.families",
     "marelle.booking",
     "marelle.billing",
+    "marelle.recovery",
     "marelle.documents",
     "marelle.backoffice",
     "marelle.api",
@@ -121,8 +122,11 @@ ROOT_URLCONF = "marelle.urls_tenant"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 # Seconds a process remembers which commune a host name belongs to (0: ask every time).
 TENANT_HOST_CACHE_SECONDS = int(os.environ.get("TENANT_HOST_CACHE_SECONDS", "0" if MARELLE_ENV == "test" else "30"))
-# TENANT_LIMIT_SET_CALLS stays off: it caches search_path and can leave a query on another
-# tenant's schema after a savepoint rollback (django-tenants#1262).
+# One "SET search_path" per request (the tenant middleware sets the commune) instead of one
+# before every query: half the round trips of a booking. Safe since django-tenants 4.0.1,
+# which forgets the cached path on rollback *and* savepoint rollback (#1249, #1262; see
+# tests/tenancy/test_isolation.py). pyproject.toml requires that version.
+TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "marelle.ops.middleware.RequestIdMiddleware",

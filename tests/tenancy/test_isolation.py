@@ -57,3 +57,29 @@ def test_task_enqueued_in_a_commune_runs_in_its_schema(alpha, beta, celery_worke
     assert from_alpha.get(timeout=20) == {"schema": "alpha", "commune": "alpha", "services": ["cantine"]}
     assert from_beta.get(timeout=20) == {"schema": "beta", "commune": "beta", "services": ["alsh"]}
     assert from_public.get(timeout=20)["schema"] == "public"
+
+
+def test_search_path_is_set_again_after_a_savepoint_rollback(alpha, beta):
+    """TENANT_LIMIT_SET_CALLS is on (one SET search_path per request, not one per query):
+    PostgreSQL undoes a SET issued inside a rolled-back savepoint, so the cached schema must
+    be forgotten, or the next query would read the other commune's rows (django-tenants#1262,
+    fixed in the pinned 4.0.1: this test fails on versions without the fix)."""
+    from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
+
+    assert settings.TENANT_LIMIT_SET_CALLS
+    User = get_user_model()
+    connection.set_tenant(alpha)
+    User.objects.create_user("seulement-alpha@example.fr", first_name="A", last_name="Alpha")
+    with CaptureQueriesContext(connection) as queries:
+        assert User.objects.filter(email="seulement-alpha@example.fr").exists()
+        assert User.objects.filter(email="seulement-alpha@example.fr").count() == 1
+    assert not any(q["sql"].startswith("SET search_path") for q in queries.captured_queries)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        connection.set_tenant(beta)
+        assert not User.objects.filter(email="seulement-alpha@example.fr").exists()
+        raise RuntimeError("rolled back")
+    # The connection says beta; the database went back to alpha's search_path with the savepoint.
+    assert connection.tenant == beta
+    assert not User.objects.filter(email="seulement-alpha@example.fr").exists()

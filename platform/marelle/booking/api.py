@@ -133,7 +133,7 @@ HISTORY_LENGTH = 50
 def reservations_with_lines():
     return (Reservation.objects.annotate(service_label=F("enrolment__service__label"),
                                          period_label=F("enrolment__period__label"))
-            .prefetch_related(Prefetch("lines", queryset=LINES)))
+            .prefetch_related(Prefetch("lines", queryset=LINES, to_attr="line_list")))
 
 
 # --- Enrolments ----------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def idempotency_key(request) -> str:
 
 def _same_request(reservation: Reservation, changes: list[Change]) -> bool:
     sent = {(c.day, c.unit, c.action) for c in changes}
-    return sent == {(line.day, line.unit_code, line.action) for line in reservation.lines.all()}
+    return sent == {(line.day, line.unit_code, line.action) for line in reservation.line_list}
 
 
 def rejection(rejected: ReservationRejected) -> Response:
@@ -257,8 +257,13 @@ class EnrolmentReservationCreateApi(BookingApi):
                                                  idempotency_key=key)
             except ReservationRejected as rejected:
                 return rejection(rejected)
-        prefetch_related_objects([reservation], Prefetch("lines", queryset=LINES))
         replayed = reservation.pk not in created
+        if replayed:
+            prefetch_related_objects([reservation], Prefetch("lines", queryset=LINES, to_attr="line_list"))
+        else:  # just written: the lines are in memory
+            reservation.line_list = reservation.written_lines
+            for line in reservation.line_list:
+                line.unit_code, line.unit_label = line.unit.code, line.unit.label
         if replayed and (reservation.enrolment_id != enrolment.pk or not _same_request(reservation, changes)):
             return Response({"detail": KEY_REUSED.format(number=reservation.number)},
                             status=status.HTTP_409_CONFLICT)

@@ -256,7 +256,7 @@ class ReservationSerializer(serializers.ModelSerializer):
     state_label = LabelField(Reservation.State.choices, source="state")
     total_cents = serializers.IntegerField(read_only=True, help_text=_(
         "Total des lignes (prix et suppléments) ; négatif pour une annulation."))
-    lines = BookingLineSerializer(many=True, read_only=True)
+    lines = BookingLineSerializer(many=True, read_only=True, source="line_list")
 
     class Meta:
         model = Reservation

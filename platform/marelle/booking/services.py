@@ -332,16 +332,19 @@ def _notify_family(child: Child, template: str, context: dict) -> None:
                              context={**context, "guardian": guardian, "child": child})
 
 
-def _refresh_reservation_state(reservation: Reservation) -> None:
-    states = set(reservation.lines.values_list("state", flat=True))
+def _reservation_state(states) -> str:
+    states = set(states)
     if states <= {"refused"}:
-        state = Reservation.State.REFUSED
-    elif states & {"requested", "cancel_requested", "waiting"}:
-        state = Reservation.State.REQUESTED if not states & {"refused"} else Reservation.State.PARTIAL
-    elif "refused" in states:
-        state = Reservation.State.PARTIAL
-    else:
-        state = Reservation.State.ACCEPTED
+        return Reservation.State.REFUSED
+    if states & {"requested", "cancel_requested", "waiting"}:
+        return Reservation.State.REQUESTED if not states & {"refused"} else Reservation.State.PARTIAL
+    if "refused" in states:
+        return Reservation.State.PARTIAL
+    return Reservation.State.ACCEPTED
+
+
+def _refresh_reservation_state(reservation: Reservation) -> None:
+    state = _reservation_state(reservation.lines.values_list("state", flat=True))
     if state != reservation.state:
         reservation.state = state
         reservation.save(update_fields=["state"])
@@ -382,6 +385,9 @@ def _count_rejections(problems: list[LineProblem]) -> None:
 
 
 def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], idempotency_key: str) -> Reservation:
+    """Decide every line (seats taken, cancellations applied), then write the réservation
+    with its total and state and all its lines in one INSERT: a fixed number of statements
+    plus one per line (the seat), whatever the size of the commune."""
     rules = service_config(enrolment.service)
     when_full = rules.booking.when_full
     child = Child.objects.select_for_update().get(pk=enrolment.child_id)  # one submission per child at a time
@@ -392,11 +398,9 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
             return existing
     live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update().filter(
         child=child, day__in=[p.change.day for p in planned], state__in=Booking.LIVE_STATES)}
-    reservation = Reservation.objects.create(number=_next_number(), child=child, enrolment=enrolment,
-                                             state=Reservation.State.ACCEPTED, created_by=actor,
-                                             idempotency_key=idempotency_key)
-    problems, total = [], 0
+    problems, lines, total = [], [], 0
     now = timezone.now()
+    common = {"enrolment": enrolment, "child": child, "establishment_id": enrolment.establishment_id}
     for line in planned:
         change, unit, decision = line.change, line.unit, line.decision
         current = live.get((unit.pk, change.day))
@@ -412,11 +416,10 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
                 problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : complet, plus de place.",
                                             "full"))
                 continue
-            Booking.objects.create(
-                reservation=reservation, enrolment=enrolment, child=child, establishment=enrolment.establishment,
-                unit=unit, day=change.day, start_time=change.start, end_time=change.end, action="book",
+            lines.append(Booking(
+                **common, unit=unit, day=change.day, start_time=change.start, end_time=change.end, action="book",
                 state=state, unit_price_cents=line.price_cents, surcharge_cents=decision.surcharge_cents,
-                late=decision.late, waiting_since=now if state == Booking.State.WAITING else None)
+                late=decision.late, waiting_since=now if state == Booking.State.WAITING else None))
             total += line.price_cents + decision.surcharge_cents
         else:
             if current is None or current.state == Booking.State.CANCEL_REQUESTED:
@@ -435,17 +438,21 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
                 current.state = Booking.State.CANCEL_REQUESTED
                 current.save(update_fields=["state", "updated_at"])
                 state = Booking.State.CANCEL_REQUESTED
-            Booking.objects.create(
-                reservation=reservation, enrolment=enrolment, child=child, establishment=enrolment.establishment,
-                unit=unit, day=change.day, action="cancel", state=_cancel_line_state(state),
-                unit_price_cents=-current.unit_price_cents if state == Booking.State.CANCELLED else 0)
+            lines.append(Booking(
+                **common, unit=unit, day=change.day, action="cancel", state=_cancel_line_state(state),
+                unit_price_cents=-current.unit_price_cents if state == Booking.State.CANCELLED else 0))
             if state == Booking.State.CANCELLED:
                 total -= current.unit_price_cents + current.surcharge_cents
     if problems:
         raise ReservationRejected(problems)  # rolls the whole transaction back
-    reservation.total_cents = total
-    reservation.save(update_fields=["total_cents"])
-    _refresh_reservation_state(reservation)
+    reservation = Reservation.objects.create(
+        number=_next_number(), child=child, enrolment=enrolment, state=_reservation_state(b.state for b in lines),
+        total_cents=total, created_by=actor, idempotency_key=idempotency_key)
+    for booking in lines:
+        booking.reservation = reservation
+    Booking.objects.bulk_create(lines)
+    # The lines as the API and pages show them (day, then the unit's order), without reading them back.
+    reservation.written_lines = sorted(lines, key=lambda b: (b.day, b.unit.position, b.pk))
     if rules.booking.prepayment is not None:
         from marelle.billing.baskets import basket_for_reservation
 
