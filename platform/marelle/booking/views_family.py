@@ -336,7 +336,12 @@ def enrolment(request, enrolment_id: int):
 def adhesion_payment(request, enrolment_id: int):
     """The "payment required" step: the adhesion goes into an immediate-payment basket
     (billing) and "Payer en ligne" takes the family to the régie's payment provider."""
-    from marelle.billing.baskets import BasketError, basket_checkout, basket_for_adhesion, online_refusal
+    from marelle.billing.baskets import (
+        BasketError,
+        basket_checkout,
+        basket_for_adhesion,
+        online_refusal,
+    )
     from marelle.billing.views_family import provider_redirect
 
     family = require_family(request.user)
