@@ -7,9 +7,9 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.test import Client
 import time_machine
 from django.db import connection
+from django.test import Client
 from marelle.billing.baskets import (
     BasketError,
     basket_checkout,
@@ -24,8 +24,8 @@ from marelle.booking.models import Booking, Enrolment, Occupancy
 from marelle.booking.services import Change, reservation_submit
 from marelle.catalog.models import Establishment, Regie
 from marelle.core import commune as commune_configs
-from tenants.commune_config.schema import CommuneConfig
 
+from tenants.commune_config.schema import CommuneConfig
 from tests.factories import accept_document, enrol, make_family
 
 PARIS = ZoneInfo("Europe/Paris")
