@@ -78,9 +78,9 @@ def test_adhesion_paid_online_issues_a_paid_invoice_and_opens_bookings(family, e
         assert basket_for_adhesion(actor=user, family=family, enrolment_id=enrolment.pk) == basket  # reused
         assert basket.invoice.status == "draft" and basket.invoice.number == "" and basket.invoice.total_cents == 1700
         assert basket.expires_at == MONDAY + timedelta(minutes=30)
-        payment = basket_checkout(actor=user, family=family, basket_id=basket.pk)
+        payment = basket_checkout(actor=user, family=family, basket_ids=[basket.pk])
         assert (payment.amount_cents, payment.provider, payment.state) == (1700, "payfip", "created")
-        assert basket_checkout(actor=user, family=family, basket_id=basket.pk) == payment  # no second attempt
+        assert basket_checkout(actor=user, family=family, basket_ids=[basket.pk]) == payment  # no second attempt
         _pay(payment)
 
     basket.refresh_from_db()
@@ -105,7 +105,7 @@ def test_prepaid_bookings_are_paid_once_and_left_out_of_the_monthly_run(family, 
         line = invoice.lines.get()
         assert (line.quantity, line.unit_price_cents, line.dates) == (2, 300, ["2026-09-14", "2026-09-15"])
         assert reservation.number in basket.label
-        _pay(basket_checkout(actor=user, family=family, basket_id=basket.pk))
+        _pay(basket_checkout(actor=user, family=family, basket_ids=[basket.pk]))
     invoice.refresh_from_db()
     assert (invoice.status, invoice.paid_cents) == ("paid", 600)
 
@@ -130,8 +130,8 @@ def test_basket_expiry_releases_the_bookings_and_gives_the_places_back(family, e
     with time_machine.travel(MONDAY + timedelta(minutes=29), tick=False):
         assert expire_unpaid_baskets_now() == {"expired": 0, "waiting_for_payment": 0}
     with time_machine.travel(MONDAY + timedelta(minutes=31), tick=False):
-        with pytest.raises(BasketError, match="délai de paiement est dépassé"):
-            basket_checkout(actor=user, family=family, basket_id=basket.pk)
+        with pytest.raises(BasketError, match="Le délai de paiement de .* est dépassé"):
+            basket_checkout(actor=user, family=family, basket_ids=[basket.pk])
         assert expire_unpaid_baskets.apply().result == {"expired": 1, "waiting_for_payment": 0}
         assert expire_unpaid_baskets_now() == {"expired": 0, "waiting_for_payment": 0}  # once
 
@@ -150,7 +150,7 @@ def test_expiry_waits_for_a_payment_under_way_and_late_money_goes_to_credit(fami
     with time_machine.travel(MONDAY, tick=False):
         reservation_submit(actor=user, enrolment=enrolment, changes=[Change(DAYS[0], "repas")])
         basket = Basket.objects.get(family=family)
-        payment = basket_checkout(actor=user, family=family, basket_id=basket.pk)
+        payment = basket_checkout(actor=user, family=family, basket_ids=[basket.pk])
         payment_attach_reference(payment_id=payment.pk, provider_reference="OP777")
         payment_apply_status(payment_id=payment.pk, status="pending", provider_reference="OP777")
     with time_machine.travel(MONDAY + timedelta(minutes=45), tick=False):
@@ -170,7 +170,7 @@ def test_another_familys_basket_is_unknown(family, enrolment):
     with time_machine.travel(MONDAY, tick=False):
         basket = basket_for_adhesion(actor=None, family=family, enrolment_id=enrolment.pk)
         with pytest.raises(BasketError, match="introuvable"):
-            basket_checkout(actor=None, family=other, basket_id=basket.pk)
+            basket_checkout(actor=None, family=other, basket_ids=[basket.pk])
         with pytest.raises(BasketError, match="introuvable"):
             basket_for_adhesion(actor=None, family=other, enrolment_id=enrolment.pk)
 
@@ -192,7 +192,7 @@ def test_family_pages_pay_the_adhesion_and_list_what_is_due(family, enrolment):
         other = Client(HTTP_HOST="alpha.marelle.test")
         other.force_login(make_family("autre2@example.fr", last_name="Autre").primary_guardian.user)
         basket = Basket.objects.get(family=family)
-        refused = other.post(f"/factures/a-payer/{basket.pk}/payer/", follow=True)
+        refused = other.post("/factures/a-payer/payer/", {"panier": basket.pk}, follow=True)
         assert "introuvable" in refused.content.decode()
         assert PaymentAttempt.objects.filter(family=family).count() == 1
 
@@ -214,3 +214,42 @@ def test_a_paid_adhesion_needs_no_basket(family, enrolment):
     Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
     with pytest.raises(BasketError, match="Aucune adhésion"):
         basket_for_adhesion(actor=None, family=family, enrolment_id=enrolment.pk)
+
+
+def test_two_childrens_adhesions_are_paid_in_one_payment(family, enrolment):
+    from marelle.booking.models import Enrolment as EnrolmentModel
+    from marelle.families.models import Child
+
+    with time_machine.travel(MONDAY, tick=False):
+        tom = Child.objects.create(family=family, last_name="Panier", first_name="Tom", birth_date=date(2019, 5, 2),
+                                   sex="m", consent_at=MONDAY)
+        accept_document(tom)
+        second = enrol(tom, "cantine")
+        first_basket = basket_for_adhesion(actor=None, family=family, enrolment_id=enrolment.pk)
+        second_basket = basket_for_adhesion(actor=None, family=family, enrolment_id=second.pk)
+        client = Client(HTTP_HOST="alpha.marelle.test")
+        client.force_login(family.primary_guardian.user)
+        page = html.unescape(client.get("/factures/a-payer/").content.decode()).replace("\u00a0", " ")
+        assert "2 paiements pour un montant total de <strong>34,00 €</strong>" in page
+        response = client.post("/factures/a-payer/payer/", {"panier": [first_basket.pk, second_basket.pk]})
+        payment = PaymentAttempt.objects.get(family=family)
+        assert response["Location"] == f"/paiement/{payment.pk}/demarrer/" and payment.amount_cents == 3400
+        _pay(payment)
+    numbers = sorted(Invoice.objects.filter(basket__in=[first_basket, second_basket]).values_list("number", flat=True))
+    assert numbers == ["SCO-2026-000001", "SCO-2026-000002"]
+    assert set(EnrolmentModel.objects.filter(child__family=family).values_list("adhesion", flat=True)) == {"paid"}
+
+
+def test_the_api_says_what_to_pay_for_prepaid_bookings(family, enrolment):
+    from marelle.api.services import token_obtain
+    from rest_framework.test import APIClient
+
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    with time_machine.travel(MONDAY, tick=False):
+        api = APIClient(HTTP_HOST="alpha.marelle.test")
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token_obtain(user=family.primary_guardian.user).key}")
+        response = api.post(f"/api/v1/inscriptions/{enrolment.pk}/reservations/", {"lignes": [
+            {"jour": d.isoformat(), "unite": "repas", "action": "reserver"} for d in DAYS]}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["payment_due"] == {"amount_cents": 600, "pay_before": "2026-09-07T10:30:00+02:00",
+                                              "url": "http://alpha.marelle.test/factures/a-payer/"}

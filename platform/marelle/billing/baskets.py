@@ -212,6 +212,18 @@ def open_baskets(family) -> list[Basket]:
     return baskets
 
 
+def baskets_by_regie(baskets: list[Basket]) -> list[dict]:
+    """Open baskets grouped by régie, with what paying a whole group costs."""
+    groups: dict[int, dict] = {}
+    for basket in baskets:
+        group = groups.setdefault(basket.regie_id, {"regie": basket.regie, "baskets": [], "total_cents": 0})
+        group["baskets"].append(basket)
+        group["total_cents"] += basket.total_cents
+    for group in groups.values():
+        group["total_display"] = format_euros(group["total_cents"])
+    return list(groups.values())
+
+
 # --- Paying -----------------------------------------------------------------------------------
 
 
@@ -236,36 +248,48 @@ def _drop_released_bookings(basket: Basket) -> None:
 
 
 @transaction.atomic
-def basket_checkout(*, actor, family, basket_id: int) -> PaymentAttempt:
-    """Start paying an open basket online: a payment attempt for its draft invoice, with the
-    régie's plugin and settings snapshotted (then ``payments:start`` sends the family to the
-    provider). An attempt already under way for the basket is returned instead of a second one."""
-    basket = _lock_basket(basket_id, family=family)
-    if basket.state == Basket.State.PAID:
-        raise BasketError("Ce paiement a déjà été effectué.")
-    if basket.state == Basket.State.EXPIRED or basket.expires_at <= clock.now():
-        raise BasketError("Le délai de paiement est dépassé : les réservations correspondantes ont été libérées. "
-                          "Vous pouvez réserver à nouveau.")
-    refusal = online_refusal(basket.regie)
+def basket_checkout(*, actor, family, basket_ids: list[int]) -> PaymentAttempt:
+    """Start paying open baskets of one régie online, together (several children's adhesions
+    in one payment, as families expect): one payment attempt for their draft invoices, with
+    the régie's plugin and settings snapshotted; then ``payments:start`` sends the family to
+    the provider. The same selection clicked twice before reaching the provider gets the same
+    attempt back."""
+    ids = sorted({int(i) for i in basket_ids})
+    if not ids:
+        raise BasketError("Choisissez au moins un paiement.")
+    baskets = [_lock_basket(basket_id, family=family) for basket_id in ids]
+    if len({b.regie_id for b in baskets}) > 1:
+        raise BasketError("Les paiements réglés ensemble doivent être de la même régie.")
+    for basket in baskets:
+        if basket.state == Basket.State.PAID:
+            raise BasketError(f"« {basket.label} » a déjà été payé.")
+        if basket.state == Basket.State.EXPIRED or basket.expires_at <= clock.now():
+            raise BasketError(f"Le délai de paiement de « {basket.label} » est dépassé : les réservations "
+                              "correspondantes ont été libérées. Vous pouvez réserver à nouveau.")
+    regie = baskets[0].regie
+    refusal = online_refusal(regie)
     if refusal:
         raise BasketError(refusal)
-    _drop_released_bookings(basket)
-    invoice = basket.invoice
-    if invoice.total_cents <= 0:
-        raise BasketError("Il ne reste rien à payer dans ce panier.")
-    current = (PaymentAttempt.objects.filter(allocations__invoice=invoice, state=State.CREATED,
-                                             provider_reference="", amount_cents=invoice.total_cents)
-               .order_by("-pk").first())
-    if current:
-        return current
+    for basket in baskets:
+        _drop_released_bookings(basket)
+    invoices = [b.invoice for b in baskets if b.invoice.total_cents > 0]
+    if not invoices:
+        raise BasketError("Il ne reste rien à payer.")
+    amount = sum(i.total_cents for i in invoices)
+    wanted = {i.pk for i in invoices}
+    for current in (PaymentAttempt.objects.filter(allocations__invoice__in=invoices, state=State.CREATED,
+                                                  provider_reference="", amount_cents=amount)
+                    .prefetch_related("allocations").distinct().order_by("-pk")):
+        if {a.invoice_id for a in current.allocations.all()} == wanted:
+            return current
     payment = PaymentAttempt.objects.create(
-        regie=basket.regie, family=family, means=PaymentAttempt.Means.ONLINE, state=State.CREATED,
-        amount_cents=invoice.total_cents, provider=basket.regie.payment_plugin,
-        settings_snapshot=basket.regie.payment_settings or {}, created_by=actor if getattr(actor, "pk", None) else None)
-    Allocation.objects.create(payment=payment, invoice=invoice, amount_cents=invoice.total_cents)
+        regie=regie, family=family, means=PaymentAttempt.Means.ONLINE, state=State.CREATED, amount_cents=amount,
+        provider=regie.payment_plugin, settings_snapshot=regie.payment_settings or {},
+        created_by=actor if getattr(actor, "pk", None) else None)
+    Allocation.objects.bulk_create([Allocation(payment=payment, invoice=i, amount_cents=i.total_cents)
+                                    for i in invoices])
     audit_record(actor=actor, action="payment.started", target=f"payment:{payment.pk}", family_id=family.pk,
-                 regie=basket.regie.code, provider=payment.provider, amount_cents=payment.amount_cents,
-                 basket=basket.pk)
+                 regie=regie.code, provider=payment.provider, amount_cents=amount, baskets=ids)
     return payment
 
 

@@ -12,5 +12,5 @@ urlpatterns = [
     path("payer/", views.pay, name="pay"),
     path("paiements/<int:payment_id>/", views.payment, name="payment"),
     path("a-payer/", views.baskets, name="baskets"),
-    path("a-payer/<int:basket_id>/payer/", views.basket_pay, name="basket_pay"),
+    path("a-payer/payer/", views.basket_pay, name="basket_pay"),
 ]

@@ -27,7 +27,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
 from marelle.billing import settlement
-from marelle.billing.baskets import BasketError, basket_checkout, open_baskets
+from marelle.billing.baskets import BasketError, basket_checkout, baskets_by_regie, open_baskets
 from marelle.billing.models import Basket, FamilyCredit, Invoice, PaymentAttempt
 from marelle.billing.pdf import invoice_pdf_bytes, pdf_filename
 from marelle.billing.pricing import format_euros
@@ -217,14 +217,19 @@ def payment(request, family, payment_id):
 def baskets(request, family):
     recent = list(Basket.objects.filter(family=family).exclude(state=Basket.State.OPEN)
                   .select_related("invoice").order_by("-closed_at", "-pk")[:5])
-    return render(request, "billing/family/baskets.html", {"open": open_baskets(family), "recent": recent})
+    return render(request, "billing/family/baskets.html", {"groups": baskets_by_regie(open_baskets(family)),
+                                                            "recent": recent})
 
 
 @family_required
 @require_http_methods(["POST"])
-def basket_pay(request, family, basket_id):
+def basket_pay(request, family):
     try:
-        attempt = basket_checkout(actor=request.user, family=family, basket_id=basket_id)
+        ids = [int(i) for i in request.POST.getlist("panier")]
+    except ValueError:
+        ids = []
+    try:
+        attempt = basket_checkout(actor=request.user, family=family, basket_ids=ids)
     except BasketError as error:
         messages.error(request, error.message)
         return redirect("billing:baskets")

@@ -247,6 +247,13 @@ class BookingLineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PaymentDueSerializer(serializers.Serializer):
+    amount_cents = serializers.IntegerField(read_only=True)
+    pay_before = serializers.DateTimeField(read_only=True, help_text=_(
+        "Passé ce moment, les réservations non payées sont libérées."))
+    url = serializers.URLField(read_only=True, help_text=_("La page « Paiements à effectuer » du portail."))
+
+
 class ReservationSerializer(serializers.ModelSerializer):
     child = serializers.IntegerField(source="child_id", read_only=True)
     enrolment = serializers.IntegerField(source="enrolment_id", read_only=True)
@@ -257,11 +264,13 @@ class ReservationSerializer(serializers.ModelSerializer):
     total_cents = serializers.IntegerField(read_only=True, help_text=_(
         "Total des lignes (prix et suppléments) ; négatif pour une annulation."))
     lines = BookingLineSerializer(many=True, read_only=True, source="line_list")
+    payment_due = PaymentDueSerializer(read_only=True, allow_null=True, default=None, help_text=_(
+        "Service payé d'avance : le paiement à faire pour confirmer ces réservations (sinon null)."))
 
     class Meta:
         model = Reservation
         fields = ["number", "child", "enrolment", "service", "period", "state", "state_label", "total_cents",
-                  "created_at", "lines"]
+                  "created_at", "lines", "payment_due"]
         read_only_fields = fields
 
 

@@ -350,7 +350,7 @@ def adhesion_payment(request, enrolment_id: int):
     if request.method == "POST":
         try:
             basket = basket_for_adhesion(actor=request.user, family=family, enrolment_id=enrolment.pk)
-            attempt = basket_checkout(actor=request.user, family=family, basket_id=basket.pk)
+            attempt = basket_checkout(actor=request.user, family=family, basket_ids=[basket.pk])
         except BasketError as error:
             messages.error(request, error.message)
             return redirect("booking:adhesion_payment", enrolment_id=enrolment.pk)
