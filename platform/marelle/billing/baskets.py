@@ -68,6 +68,11 @@ def _expiry_minutes(service) -> int:
     return prepayment.basket_expiry_minutes if prepayment else DEFAULT_EXPIRY_MINUTES
 
 
+def _adhesion_label(service) -> str:
+    conf = _service_conf(service)
+    return conf.enrolment.adhesion.label if conf and conf.enrolment.adhesion else "Adhésion"
+
+
 def online_refusal(regie) -> str | None:
     """Why this régie cannot take an immediate online payment (French), or None."""
     from marelle.plugin_api.manager import get_payment_provider_class
@@ -111,10 +116,9 @@ def basket_for_adhesion(*, actor, family, enrolment_id: int) -> Basket:
                 .order_by("-pk").first())
     if existing:
         return existing
-    conf = _service_conf(enrolment.service)
-    adhesion_label = conf.enrolment.adhesion.label if conf and conf.enrolment.adhesion else "Adhésion"
     child = enrolment.child
-    label = f"{adhesion_label} – {enrolment.service.label} – {child.first_name} ({enrolment.period.label})"
+    label = (f"{_adhesion_label(enrolment.service)} – {enrolment.service.label} – {child.first_name} "
+             f"({enrolment.period.label})")
     basket = _new_basket(family=family, regie=regie, label=label, minutes=_expiry_minutes(enrolment.service),
                          period_start=enrolment.period.start, period_end=enrolment.period.end)
     BasketItem.objects.create(basket=basket, kind=BasketItem.Kind.ADHESION, enrolment=enrolment,
@@ -171,10 +175,10 @@ def _write_invoice_lines(basket: Basket) -> None:
     for item in items:
         child = item.enrolment.child
         if item.kind == BasketItem.Kind.ADHESION:
+            service = item.enrolment.service
             lines.append(InvoiceLine(invoice=invoice, child=child, child_name=f"{child.first_name} {child.last_name}",
-                                     service=item.enrolment.service, label=basket.label.split(" – ")[0] + " – "
-                                     + item.enrolment.service.label, quantity=1,
-                                     unit_price_cents=item.amount_cents, amount_cents=item.amount_cents))
+                                     service=service, label=f"{_adhesion_label(service)} – {service.label}",
+                                     quantity=1, unit_price_cents=item.amount_cents, amount_cents=item.amount_cents))
             continue
         booking = item.booking
         grouped[(child.pk, booking.unit_id, booking.unit_price_cents, False)].append(booking)
