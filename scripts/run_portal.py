@@ -94,6 +94,8 @@ def main() -> int:
         fake_payfip = subprocess.Popen([sys.executable, "-m", "marelle_payfip.fake_server", "--port", payfip_port])
         os.environ["MARELLE_PAYFIP_URL"] = f"http://127.0.0.1:{payfip_port}/tpa"
 
+    fake_stripe = start_fake_stripe(os.environ.get("PORT", "8000"))
+
     worker = None
     if os.environ.get("REDIS_URL"):
         say("Worker Celery (tâches en arrière-plan)")
@@ -114,11 +116,42 @@ def main() -> int:
     finally:
         if fake_payfip is not None:
             fake_payfip.terminate()
+        if fake_stripe is not None:
+            fake_stripe.terminate()
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)
         if server is not None:
             server.cleanup()
+
+
+def start_fake_stripe(portal_port: str):
+    """A local Stripe (API, hosted page, signed webhooks) for the régies configured with the
+    stripe plugin: their secrets' variables get demo values when unset, and each régie's
+    notification URL is registered as a webhook endpoint with the demo signing secret."""
+    if "MARELLE_STRIPE_API_BASE" in os.environ:
+        return None
+    import yaml
+
+    webhooks = []
+    for path in sorted((REPO / "config" / "communes").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for regie in data.get("regies") or []:
+            payment = regie.get("payment") or {}
+            if payment.get("plugin") != "stripe":
+                continue
+            settings = payment.get("settings") or {}
+            os.environ.setdefault(settings.get("secret_key_env", ""), "sk_test_demo")
+            os.environ.setdefault(settings.get("webhook_secret_env", ""), "whsec_demo")
+            secret = os.environ[settings.get("webhook_secret_env", "")]
+            account = f"{settings['connected_account']}@" if settings.get("connected_account") else ""
+            url = f"http://{data.get('slug', path.stem)}.localhost:{portal_port}/paiement/notification/stripe/{regie['code']}/"
+            webhooks += ["--webhook", f"{account}{url}={secret}"]
+    stripe_port = os.environ.get("STRIPE_PORT", "8891")
+    say(f"Stripe de démonstration sur http://127.0.0.1:{stripe_port} ({len(webhooks) // 2} régie(s) Stripe)")
+    process = subprocess.Popen([sys.executable, "-m", "marelle_stripe.fake_server", "--port", stripe_port, *webhooks])
+    os.environ["MARELLE_STRIPE_API_BASE"] = f"http://127.0.0.1:{stripe_port}"
+    return process
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ urlpatterns = [
     path("factures/", include("marelle.billing.urls_family")),
     path("paiement/", include("marelle.payments.urls")),
     path("gestion/facturation/", include("marelle.billing.urls_staff")),
+    path("gestion/tresor-public/", include("marelle.recovery.urls_staff")),
     path("gestion/", include("marelle.backoffice.urls")),
     path("api/v1/", include("marelle.booking.urls_api")),
     path("api/", include("marelle.api.urls")),

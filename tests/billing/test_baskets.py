@@ -24,6 +24,7 @@ from marelle.booking.models import Booking, Enrolment, Occupancy
 from marelle.booking.services import Change, reservation_submit
 from marelle.catalog.models import Establishment, Regie
 from marelle.core import commune as commune_configs
+from marelle.payments.services import build_request
 
 from tenants.commune_config.schema import CommuneConfig
 from tests.factories import accept_document, enrol, make_family
@@ -81,6 +82,10 @@ def test_adhesion_paid_online_issues_a_paid_invoice_and_opens_bookings(family, e
         payment = basket_checkout(actor=user, family=family, basket_ids=[basket.pk])
         assert (payment.amount_cents, payment.provider, payment.state) == (1700, "payfip", "created")
         assert basket_checkout(actor=user, family=family, basket_ids=[basket.pk]) == payment  # no second attempt
+        # What the provider's page shows: the invoice has no number yet, its label says what is paid.
+        request = build_request(payment, return_url="https://a/r", notification_url="https://a/n")
+        assert request.description.startswith("Adhésion cantine – Cantine d'Alpha – Léa")
+        assert [(i.label, i.amount_cents) for i in request.items] == [(basket.label, 1700)]
         _pay(payment)
 
     basket.refresh_from_db()

@@ -195,6 +195,24 @@ class PaymentWorld:
         return session
 
 
+# Names of the environment variables a Stripe régie's settings point to (values set by tests).
+STRIPE_KEY_ENV = "MARELLE_TEST_STRIPE_SECRET_KEY"
+STRIPE_WEBHOOK_ENV = "MARELLE_TEST_STRIPE_WEBHOOK_SECRET"
+PAYFIP_REGIE_PAYMENT = """    payment:
+      plugin: payfip
+      settings:
+        numcli: "123456"
+"""
+
+
+def stripe_yaml(yaml_text: str = ALPHA_YAML, **settings) -> str:
+    """``yaml_text`` (alpha's fixture) with its régie paid through Stripe instead of PayFiP."""
+    assert PAYFIP_REGIE_PAYMENT in yaml_text
+    values = {"secret_key_env": STRIPE_KEY_ENV, "webhook_secret_env": STRIPE_WEBHOOK_ENV, **settings}
+    lines = "".join(f"        {key}: {value}\n" for key, value in values.items())
+    return yaml_text.replace(PAYFIP_REGIE_PAYMENT, f"    payment:\n      plugin: stripe\n      settings:\n{lines}")
+
+
 def csrf_form(html: str) -> dict[str, str]:
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
     return {"csrfmiddlewaretoken": token.group(1)} if token else {}

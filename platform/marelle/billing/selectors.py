@@ -74,8 +74,40 @@ def invoice_state(invoice: Invoice) -> str:
     return invoice.status
 
 
+#: What the family reads once the Trésor public reports on a transmitted invoice (the
+#: recovery app keeps the state on the transmission règlement, see tresor_public_recovery).
+TRESOR_PUBLIC_LABELS = {
+    "collected": "Réglée auprès du Trésor public",
+    "partially_collected": "Partiellement réglée auprès du Trésor public",
+}
+
+
+def _tresor_public_payment(invoice: Invoice) -> PaymentAttempt | None:
+    """The transmission règlement among the *prefetched* allocations (never a query: lists
+    without the prefetch simply show the plain state)."""
+    allocations = getattr(invoice, "_prefetched_objects_cache", {}).get("allocations") or ()
+    for allocation in allocations:
+        if allocation.payment.means == PaymentAttempt.Means.TRESOR_PUBLIC:
+            return allocation.payment
+    return None
+
+
+def tresor_public_recovery(invoice: Invoice) -> tuple[str, int]:
+    """(state reported by the Trésor public, cents recovered) for a transmitted invoice;
+    ("", 0) when nothing is known."""
+    payment = _tresor_public_payment(invoice)
+    if payment is None or payment.state != PaymentAttempt.State.PAID:
+        return "", 0
+    snapshot = payment.settings_snapshot or {}
+    return str(snapshot.get("recovery_status", "")), int(snapshot.get("recovered_cents") or 0)
+
+
 def invoice_state_label(invoice: Invoice) -> str:
     state = invoice_state(invoice)
+    if state in ("paid", "transmitted"):
+        recovery, _ = tresor_public_recovery(invoice)
+        if recovery in TRESOR_PUBLIC_LABELS:
+            return TRESOR_PUBLIC_LABELS[recovery]
     return INVOICE_STATES.get(state, (invoice.get_status_display(), ""))[0]
 
 
@@ -241,11 +273,21 @@ def payment_instructions(invoice: Invoice, channel: PaymentChannel, *, portal_ur
                 "Il n'y a rien à payer."]
     if invoice.status == Invoice.Status.CANCELLED:
         return ["Cette facture est annulée : il n'y a rien à payer."]
+    recovery, recovered = tresor_public_recovery(invoice)
+    if recovery == "collected":
+        return ["Cette facture a été réglée auprès du Trésor public. Merci."]
     if channel.tresor_public or invoice.status == Invoice.Status.TRANSMITTED:
-        text = ("Cette facture est transmise au Trésor public : vous recevrez un avis des sommes à payer "
-                "et la réglerez auprès du Trésor public (DGFiP), pas sur ce portail.")
+        if invoice.status in UNPAID:
+            text = ("Cette facture sera transmise au Trésor public : vous recevrez un avis des sommes à payer "
+                    "et la réglerez auprès du Trésor public (DGFiP), pas sur ce portail.")
+        else:
+            text = ("Cette facture est transmise au Trésor public : vous recevrez un avis des sommes à payer "
+                    "et la réglerez auprès du Trésor public (DGFiP), pas sur ce portail.")
         reference = tresor_public_reference(invoice)
         lines = [text]
+        if recovery == "partially_collected":
+            lines.append(f"Le Trésor public a déjà reçu {format_euros(recovered)} sur "
+                         f"{format_euros(invoice.total_cents)}.")
         if reference:
             lines.append(f"Référence à rappeler au Trésor public : {reference}.")
         return lines
@@ -266,6 +308,8 @@ def payment_instructions(invoice: Invoice, channel: PaymentChannel, *, portal_ur
 def online_note(invoice: Invoice, channel: PaymentChannel) -> str:
     """One line for the list: why an unpaid invoice can or cannot be paid online now."""
     if invoice.kind == Invoice.Kind.CREDIT_NOTE or invoice.status == Invoice.Status.CANCELLED:
+        return ""
+    if tresor_public_recovery(invoice)[0] == "collected":
         return ""
     if channel.tresor_public or invoice.status == Invoice.Status.TRANSMITTED:
         reference = tresor_public_reference(invoice)

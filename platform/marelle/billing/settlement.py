@@ -365,7 +365,7 @@ def _lock_payment(payment_id: int) -> PaymentAttempt:
 @transaction.atomic
 def payment_apply_status(*, payment_id: int, status: str, amount_cents: int | None = None,
                          provider_reference: str = "", raw: dict | None = None, event_id: str = "",
-                         provider: str = "") -> PaymentAttempt:
+                         provider: str = "", refunded_cents: int | None = None) -> PaymentAttempt:
     """Apply the provider's authoritative ``status`` to the attempt, once.
 
     The caller (a plugin's notification view, the browser return, the reconciliation task)
@@ -383,6 +383,9 @@ def payment_apply_status(*, payment_id: int, status: str, amount_cents: int | No
     - ``paid`` with another amount than the attempt's: the attempt stays / becomes pending
       with an anomaly for the régisseur; invoices untouched.
     - ``paid``: allocated to its invoices (under row locks), any excess to the family's credit.
+    - ``refunded_cents``: what the provider says it refunded in all (a refund made in its
+      dashboard); for a paid attempt, what exceeds what Marelle already recorded is recorded
+      as an external refund (``payment_refund``), so the same figure twice changes nothing.
     """
     status = str(status)
     if status not in PROVIDER_STATUSES:
@@ -406,6 +409,22 @@ def payment_apply_status(*, payment_id: int, status: str, amount_cents: int | No
 
     before = payment.state
     outcome = _apply(payment, status, amount_cents, provider_reference or "")
+    if isinstance(refunded_cents, int) and payment.state in (State.PAID, State.PARTIALLY_REFUNDED):
+        extra = min(refunded_cents, payment.amount_cents) - payment.refunded_cents
+        if extra > 0:
+            try:
+                with transaction.atomic():
+                    payment = payment_refund(staff=None, payment_id=payment.pk, amount_cents=extra, external=True,
+                                             by_provider=True, reason="remboursement annoncé par le prestataire")
+                outcome = f"remboursement de {euros(extra)} annoncé par le prestataire"
+            except SettlementError as error:
+                # The books cannot take it (credit already spent…): kept for the régisseur,
+                # acknowledged so that the provider stops sending it.
+                logger.error("payment %s: refund of %s reported by the provider not recorded: %s", payment.pk,
+                             extra, error.message)
+                audit_record(actor=None, action="payment.refund_not_recorded", target=f"payment:{payment.pk}",
+                             family_id=payment.family_id, amount_cents=extra, error=error.message)
+                outcome = f"remboursement de {euros(extra)} annoncé, non enregistré : {error.message}"
     notification.outcome = outcome[:200]
     notification.save(update_fields=["outcome"])
     if payment.state == before:
@@ -635,7 +654,8 @@ ProviderRefund = Callable[[PaymentAttempt, int], str]
 
 @transaction.atomic
 def payment_refund(*, staff, payment_id: int, amount_cents: int, external: bool = True,
-                   provider_refund: ProviderRefund | None = None, reason: str = "") -> PaymentAttempt:
+                   provider_refund: ProviderRefund | None = None, reason: str = "",
+                   by_provider: bool = False) -> PaymentAttempt:
     """Refund all or part of a paid attempt.
 
     ``external=True``: the régie refunded by other means (virement, cash…), recorded here.
@@ -645,8 +665,11 @@ def payment_refund(*, staff, payment_id: int, amount_cents: int, external: bool 
     What the refund takes back comes first from what the payment left on the family's
     credit (as far as the credit still holds it), then from its invoices, latest first:
     their ``paid_cents`` go down and they go back to partially paid / to pay.
+
+    ``by_provider=True`` (``payment_apply_status`` only): the provider reports a refund made
+    outside Marelle; no staff, recorded as external.
     """
-    _require_staff(staff)
+    _require_staff(staff, allow_system=by_provider and external)
     payment = _lock_payment(payment_id)
     if payment.state not in (State.PAID, State.PARTIALLY_REFUNDED):
         raise SettlementError("Seul un paiement validé peut être remboursé.")

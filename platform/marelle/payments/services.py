@@ -22,6 +22,7 @@ Functions meant for other modules:
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -31,6 +32,7 @@ from marelle.billing.models import PaymentAttempt, ProviderNotification
 from marelle.core import clock
 from marelle.plugin_api import (
     NotificationData,
+    PaymentItem,
     PaymentProvider,
     PaymentRequest,
     PaymentStart,
@@ -86,8 +88,12 @@ def payment_reference(payment: PaymentAttempt) -> str:
 
 
 def payment_description(payment: PaymentAttempt, commune_name: str = "") -> str:
-    numbers = [n for n in payment.allocations.order_by("pk").values_list("invoice__number", flat=True) if n]
-    label = ("Facture " if len(numbers) == 1 else "Factures ") + ", ".join(numbers) if numbers else "Paiement"
+    rows = list(payment.allocations.order_by("pk").values_list("invoice__number", "invoice__label"))
+    numbers = [number for number, _ in rows if number]
+    if numbers:
+        label = ("Facture " if len(numbers) == 1 else "Factures ") + ", ".join(numbers)
+    else:  # an immediate payment (adhesion, prepaid bookings): its invoice is numbered once paid
+        label = ", ".join(text for _, text in rows if text) or "Paiement"
     return f"{label} – {commune_name}" if commune_name else label
 
 
@@ -100,6 +106,16 @@ def payer_email(payment: PaymentAttempt) -> str:
     return getattr(guardian, "email", "") or getattr(getattr(guardian, "user", None), "email", "") or ""
 
 
+def payment_items(payment: PaymentAttempt) -> tuple[PaymentItem, ...]:
+    """One line per invoice the attempt intends to pay (its allocations); none when they do
+    not add up to the attempt's amount."""
+    rows = list(payment.allocations.order_by("pk").values_list("invoice__number", "invoice__label", "amount_cents"))
+    # An immediate payment's invoice has no number before it is paid: its label says what it is.
+    items = tuple(PaymentItem(label=f"Facture {number}" if number else label or "Paiement", amount_cents=cents)
+                  for number, label, cents in rows if cents > 0)
+    return items if sum(item.amount_cents for item in items) == payment.amount_cents else ()
+
+
 def build_request(payment: PaymentAttempt, *, return_url: str, notification_url: str) -> PaymentRequest:
     tenant = getattr(connection, "tenant", None)
     numbers = tuple(n for n in payment.allocations.order_by("pk").values_list("invoice__number", flat=True) if n)
@@ -107,7 +123,8 @@ def build_request(payment: PaymentAttempt, *, return_url: str, notification_url:
         payment_id=payment.pk, reference=payment_reference(payment), amount_cents=payment.amount_cents,
         payer_email=payer_email(payment), description=payment_description(payment, getattr(tenant, "name", "")),
         return_url=return_url, notification_url=notification_url, regie_code=payment.regie.code,
-        commune_slug=getattr(tenant, "slug", connection.schema_name), invoice_numbers=numbers)
+        commune_slug=getattr(tenant, "slug", connection.schema_name), invoice_numbers=numbers,
+        items=payment_items(payment))
 
 
 # --- Start ---------------------------------------------------------------------------------
@@ -191,7 +208,8 @@ def _apply(payment: PaymentAttempt, status: ProviderStatus, *, event: ProviderEv
             return payment_apply_status(
                 payment_id=payment.pk, status=status.status, amount_cents=status.amount_cents,
                 provider_reference=status.provider_reference or payment.provider_reference, raw=raw,
-                event_id=event.event_id if event else "", provider=payment.provider)
+                event_id=event.event_id if event else "", provider=payment.provider,
+                refunded_cents=status.refunded_cents)
     except OperationalError as error:
         if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
             raise PaymentBusy(f"payment {payment.pk} is locked") from error
@@ -201,10 +219,14 @@ def _apply(payment: PaymentAttempt, status: ProviderStatus, *, event: ProviderEv
 def refresh_status(*, payment: PaymentAttempt, event: ProviderEvent | None = None, source: str) -> Refreshed:
     """Ask the provider for the attempt's authoritative status and apply it.
 
-    Nothing is asked for an attempt without a provider reference or already paid/refunded.
+    Nothing is asked for an attempt without a provider reference or already paid/refunded,
+    except a paid one when ``event`` is about a refund (made at the provider, e.g. in Stripe's
+    dashboard: the settlement core records what the provider says was refunded).
     Raises ``ProviderError`` (``ProviderUnavailable``: try later) and :class:`PaymentBusy`.
     """
-    if not payment.provider_reference or payment.state in (State.PAID, State.REFUNDED, State.PARTIALLY_REFUNDED):
+    refund_news = event is not None and event.about_refund and payment.state in (State.PAID, State.PARTIALLY_REFUNDED)
+    if not payment.provider_reference or (payment.state in (State.PAID, State.REFUNDED, State.PARTIALLY_REFUNDED)
+                                          and not refund_news):
         return Refreshed(payment, None)
     provider = provider_for_payment(payment)
     status = provider.fetch_status(payment.provider_reference, started_at=payment.created_at)
@@ -262,8 +284,11 @@ def handle_notification(*, provider_id: str, data: NotificationData, regies) -> 
         logger.warning("notification for %s not recognised (%s from %s)", provider_id, data.method, data.remote_addr)
         return NotificationOutcome(400, "notification non reconnue")
 
-    payment = (PaymentAttempt.objects.select_related("regie")
-               .filter(provider=provider_id, provider_reference=event.provider_reference).first())
+    if event.event_id and ProviderNotification.objects.filter(provider=provider_id, event_id=event.event_id).exists():
+        # A replayed or repeated event (Stripe delivers at least once): already applied, and
+        # the provider is not asked again.
+        return NotificationOutcome(200, "déjà reçu")
+    payment = _payment_for_event(provider_id, event)
     if payment is None:
         logger.warning("notification %s for unknown reference %r from %s: ignored", provider_id,
                        event.provider_reference, data.remote_addr)
@@ -283,6 +308,25 @@ def handle_notification(*, provider_id: str, data: NotificationData, regies) -> 
             return NotificationOutcome(200, "reçu, non appliqué", payment)
         return NotificationOutcome(503, "prestataire indisponible, réessayez", payment)
     return NotificationOutcome(200, "OK", refreshed.payment)
+
+
+REFERENCE = re.compile(r"^M\d{6}(\d{8,})$")  # see payment_reference
+
+
+def _payment_for_event(provider_id: str, event: ProviderEvent) -> PaymentAttempt | None:
+    """The attempt an event is about: by the provider's reference, else by Marelle's reference
+    when the event carries it (never by an empty reference)."""
+    attempts = PaymentAttempt.objects.select_related("regie").filter(provider=provider_id)
+    if event.provider_reference:
+        found = attempts.filter(provider_reference=event.provider_reference).first()
+        if found is not None:
+            return found
+    match = REFERENCE.match(event.reference or "")
+    if match:
+        found = attempts.filter(pk=int(match[1])).exclude(provider_reference="").first()
+        if found is not None and payment_reference(found) == event.reference:
+            return found
+    return None
 
 
 # --- Refunds ----------------------------------------------------------------------------------

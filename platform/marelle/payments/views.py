@@ -191,7 +191,13 @@ def payment_return(request, payment_id: int):
         title, level, paragraphs = MESSAGES.get(State.PENDING if state == State.CREATED else state,
                                                 MESSAGES[State.PENDING])
         paragraphs = [p.format(amount=context["amount"]) for p in paragraphs]
-        if state in (State.CREATED, State.PENDING):
+        if state in (State.CREATED, State.PENDING) and request.GET.get("abandon") and not payment.anomaly:
+            # The family left the provider's page ("Annuler", "Retour au site"): some providers
+            # (Stripe) keep the payment open until it expires; say what the family did.
+            title, level = "Paiement abandonné", "warning"
+            paragraphs = ["Vous avez quitté la page de paiement : aucune somme n'a été prélevée et la facture reste à "
+                          "payer. Vous pouvez recommencer depuis vos factures ou régler auprès de la régie."]
+        elif state in (State.CREATED, State.PENDING):
             context["check_url"] = request.path
             if payment.anomaly:
                 paragraphs = ["Votre paiement a bien été reçu ; son montant est en cours de vérification par la "

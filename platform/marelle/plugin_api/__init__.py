@@ -17,6 +17,7 @@ from marelle.plugin_api.hookspecs import hookimpl, hookspec
 from marelle.plugin_api.payment import (
     NotificationData,
     PaymentForm,
+    PaymentItem,
     PaymentProvider,
     PaymentRequest,
     PaymentStart,
@@ -37,6 +38,7 @@ from marelle.plugin_api.recovery import (
     RecoveryChannel,
     RecoveryExport,
     RecoveryFeedback,
+    RecoveryFileError,
     RecoveryInvoice,
     RecoveryLine,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "hookspec",
     "NotificationData",
     "PaymentForm",
+    "PaymentItem",
     "PaymentProvider",
     "PaymentRequest",
     "PaymentStart",
@@ -60,6 +63,7 @@ __all__ = [
     "RecoveryChannel",
     "RecoveryExport",
     "RecoveryFeedback",
+    "RecoveryFileError",
     "RecoveryInvoice",
     "RecoveryLine",
     "RefundNotSupported",

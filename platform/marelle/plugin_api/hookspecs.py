@@ -93,14 +93,22 @@ def marelle_register_recovery_channels() -> list[type[RecoveryChannel]]:
     entry-point name), ``verbose_name`` and ``settings_schema`` like a payment provider, and
     implement, with plain data only:
 
+    - ``budget_key() -> str``: the numbering scope on the receiving side (default: the
+      identifier); batch and piece numbers are sequential per key and exercice;
+    - ``check_invoice(invoice: RecoveryInvoice) -> list[str]``: French messages for what
+      keeps one invoice out of a batch (Marelle leaves it out and shows why);
     - ``check_batch(batch: RecoveryBatch) -> list[str]``: French messages for what blocks
       the export (empty: exportable);
     - ``export(batch: RecoveryBatch) -> RecoveryExport``: the file the régisseur downloads
       and transmits (deterministic: same batch, same bytes), and the reference of each
-      invoice on the receiving side;
+      invoice on the receiving side; each invoice carries its ``piece_number``, and its
+      ``pdf`` when the class sets ``needs_pdf``; raises ``ValueError`` (French message) when
+      the file cannot be built, and nothing is numbered;
     - ``parse_feedback(content: bytes, *, filename="") -> list[RecoveryFeedback]``: the
       facts read from an acknowledgement or a collection report, each with a stable ``key``
-      so that importing the same file twice changes nothing.
+      so that importing the same file twice changes nothing; raises
+      :class:`marelle.plugin_api.RecoveryFileError` (French message) for a file it cannot
+      read, and then nothing is applied.
 
     Marelle numbers batches (never reusing a number), stores the files, and is the only one
     to change invoices ("transmise au Trésor public", "réglée auprès du Trésor public").

@@ -2,7 +2,8 @@
 
 The rest of Marelle never touches ``pm.hook`` directly: it calls
 :func:`payment_provider_classes`, :func:`get_payment_provider_class`,
-:func:`recovery_channel_classes` or :func:`create_payment_provider`.
+:func:`recovery_channel_classes`, :func:`get_recovery_channel_class`,
+:func:`create_payment_provider` or :func:`create_recovery_channel`.
 """
 
 from __future__ import annotations
@@ -158,6 +159,10 @@ def recovery_channel_classes() -> dict[str, type[RecoveryChannel]]:
     return get_registry().recovery_channels
 
 
+def get_recovery_channel_class(identifier: str) -> type[RecoveryChannel] | None:
+    return recovery_channel_classes().get(identifier)
+
+
 class ProviderConfigurationError(PluginError):
     """A régie's provider cannot be built: unknown plugin, invalid settings, missing secret.
     The message is French, for the operator."""
@@ -194,5 +199,21 @@ def create_payment_provider(identifier: str, settings_data: Mapping, *,
     if errors:
         raise ProviderConfigurationError(
             f"Réglages invalides pour le plugin {identifier} : " + " ; ".join(map(str, errors)))
+    settings = cls.settings_schema.model_validate(dict(settings_data or {}))
+    return cls(settings, secrets=resolve_secrets(cls.settings_schema, settings, environ))
+
+
+def create_recovery_channel(identifier: str, settings_data: Mapping, *,
+                            environ: Mapping[str, str] | None = None,
+                            channel_class: type[RecoveryChannel] | None = None) -> RecoveryChannel:
+    """Build a recovery channel for one régie (its ``payment.settings`` validated by the
+    channel's schema, secrets read from the environment)."""
+    cls = channel_class or get_recovery_channel_class(identifier)
+    if cls is None:
+        raise ProviderConfigurationError(f"Aucun canal de recouvrement « {identifier} » n'est chargé.")
+    errors = settings_errors(cls.settings_schema, settings_data or {})
+    if errors:
+        raise ProviderConfigurationError(
+            f"Réglages invalides pour le canal {identifier} : " + " ; ".join(map(str, errors)))
     settings = cls.settings_schema.model_validate(dict(settings_data or {}))
     return cls(settings, secrets=resolve_secrets(cls.settings_schema, settings, environ))

@@ -80,6 +80,18 @@ REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9]{6,30}$")
 
 
 @dataclass(frozen=True)
+class PaymentItem:
+    """One line of what a payment collects (one invoice): a French label and its amount."""
+
+    label: str
+    amount_cents: int
+
+    def __post_init__(self):
+        if not isinstance(self.amount_cents, int) or self.amount_cents <= 0:
+            raise ValueError(f"amount_cents must be a positive int of cents, got {self.amount_cents!r}")
+
+
+@dataclass(frozen=True)
 class PaymentRequest:
     """What Marelle asks a provider to collect. Built from a payment attempt.
 
@@ -98,6 +110,8 @@ class PaymentRequest:
     :ivar regie_code: the régie's code in the commune's YAML.
     :ivar commune_slug: the commune's slug (its schema name).
     :ivar invoice_numbers: numbers of the invoices this payment settles.
+    :ivar items: one line per invoice (label, amount), for providers that show lines (Stripe
+        Checkout); empty when unknown; when given, the amounts add up to ``amount_cents``.
     """
 
     payment_id: int
@@ -111,8 +125,12 @@ class PaymentRequest:
     commune_slug: str
     currency: str = "EUR"
     invoice_numbers: tuple[str, ...] = ()
+    items: tuple[PaymentItem, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "items", tuple(self.items))
+        if self.items and sum(item.amount_cents for item in self.items) != self.amount_cents:
+            raise ValueError("items must add up to amount_cents")
         if not REFERENCE_PATTERN.match(self.reference):
             raise ValueError(f"reference {self.reference!r}: 6 to 30 ASCII letters and digits expected")
         if not isinstance(self.amount_cents, int) or self.amount_cents <= 0:
@@ -197,12 +215,19 @@ class ProviderEvent:
     :ivar kind: the provider's event type, for the audit log (``"notification"``,
         ``"checkout.session.completed"``…).
     :ivar raw: what to keep for audit (no card data, no secret).
+    :ivar reference: Marelle's reference of the payment, for events that do not carry the
+        provider reference (a Stripe refund made in the dashboard names the payment by the
+        metadata Marelle gave it); Marelle looks the payment up by either.
+    :ivar about_refund: the event is about a refund: Marelle asks the status even of a paid
+        payment, to learn :attr:`ProviderStatus.refunded_cents`.
     """
 
     provider_reference: str
     event_id: str = ""
     kind: str = "notification"
     raw: Mapping[str, Any] = field(default_factory=dict)
+    reference: str = ""
+    about_refund: bool = False
 
 
 @dataclass(frozen=True)
@@ -218,6 +243,8 @@ class ProviderStatus:
     :ivar reference: Marelle's reference as the provider echoes it (``refdet``), if it does.
     :ivar detail: short human-readable detail for the régisseur's journal (provider code…).
     :ivar raw: the provider's answer, for audit (no card data, no secret).
+    :ivar refunded_cents: for a paid payment, what the provider says it refunded in all
+        (refunds made outside Marelle, e.g. in Stripe's dashboard, included), when it says.
     """
 
     status: PaymentStatus
@@ -227,6 +254,7 @@ class ProviderStatus:
     reference: str = ""
     detail: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict)
+    refunded_cents: int | None = None
 
     def __post_init__(self):
         if self.status not in PROVIDER_STATUSES:
@@ -235,6 +263,8 @@ class ProviderStatus:
             raise ValueError("paid_at must be an aware datetime")
         if self.amount_cents is not None and not isinstance(self.amount_cents, int):
             raise ValueError("amount_cents must be an int of cents")
+        if self.refunded_cents is not None and (not isinstance(self.refunded_cents, int) or self.refunded_cents < 0):
+            raise ValueError("refunded_cents must be a non-negative int of cents")
 
 
 @dataclass(frozen=True)

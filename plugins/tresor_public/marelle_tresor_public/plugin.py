@@ -1,18 +1,16 @@
-"""Trésor public: the régie's invoices become titres de recette (PES V2) paid to the DGFiP."""
+"""Trésor public: the régie's invoices become titres de recette (PES V2) paid to the DGFiP.
 
-from typing import Annotated
+The plugin registers, under one name, a payment provider (the family does not pay on the
+portal) and a recovery channel (the PES files, :mod:`.channel`); both read the régie's
+``payment.settings`` through :class:`TresorPublicSettings`.
+"""
 
-from marelle.plugin_api import PaymentProvider, PluginSettings, hookimpl
-from pydantic import Field
+from marelle.plugin_api import PaymentProvider, hookimpl
 
+from .channel import TresorPublicChannel
+from .configuration import TresorPublicSettings
 
-class TresorPublicSettings(PluginSettings):
-    # PES V2 header values; formats from the DGFiP's data dictionary (see protocols.md §3.3).
-    id_post: Annotated[str, Field(pattern=r"^([0-9]{6,7}|02[AB][0-9]{3,4})$", description="Codique du poste comptable")]
-    id_coll: Annotated[str, Field(pattern=r"^[0-9]{14}$", description="SIRET du budget")]
-    cod_col: Annotated[str, Field(pattern=r"^[0-9]{3}$")]
-    cod_bud: Annotated[str, Field(pattern=r"^[0-9A-Z][0-9]$")]
-    label: Annotated[str, Field(max_length=38)] | None = None
+__all__ = ["TresorPublicChannel", "TresorPublicProvider", "TresorPublicSettings"]
 
 
 class TresorPublicProvider(PaymentProvider):
@@ -25,3 +23,8 @@ class TresorPublicProvider(PaymentProvider):
 @hookimpl
 def marelle_register_payment_providers():
     return [TresorPublicProvider]
+
+
+@hookimpl
+def marelle_register_recovery_channels():
+    return [TresorPublicChannel]
