@@ -16,6 +16,7 @@ from marelle.billing.baskets import (
     basket_for_adhesion,
     expire_unpaid_baskets,
     expire_unpaid_baskets_now,
+    next_steps,
 )
 from marelle.billing.invoicing import invoicing_run_draft
 from marelle.billing.models import Basket, FamilyCredit, Invoice, PaymentAttempt
@@ -96,6 +97,9 @@ def test_adhesion_paid_online_issues_a_paid_invoice_and_opens_bookings(family, e
     assert invoice.lines.get().label == "Adhésion cantine – Cantine d'Alpha"
     enrolment.refresh_from_db()
     assert enrolment.adhesion == Enrolment.Adhesion.PAID
+    # The payment's return page points to what it opened.
+    assert next_steps(PaymentAttempt.objects.get(pk=payment.pk)) == [
+        ("Réserver les jours de Léa – Cantine d'Alpha", f"/reservations/{enrolment.pk}/planning/")]
 
 
 def test_prepaid_bookings_are_paid_once_and_left_out_of_the_monthly_run(family, enrolment):

@@ -216,6 +216,20 @@ def open_baskets(family) -> list[Basket]:
     return baskets
 
 
+def next_steps(payment: PaymentAttempt) -> list[tuple[str, str]]:
+    """(label, url) of what a paid immediate payment opened: the plannings of the children
+    whose adhesion it paid, shown on the payment's return page."""
+    from django.urls import reverse
+
+    if payment.state != State.PAID:
+        return []
+    items = (BasketItem.objects.filter(kind=BasketItem.Kind.ADHESION, basket__state=Basket.State.PAID,
+                                       basket__invoice__allocations__payment=payment)
+             .select_related("enrolment__child", "enrolment__service").order_by("pk"))
+    return [(f"Réserver les jours de {item.enrolment.child.first_name} – {item.enrolment.service.label}",
+             reverse("booking:planning", args=[item.enrolment_id])) for item in items]
+
+
 def baskets_by_regie(baskets: list[Basket]) -> list[dict]:
     """Open baskets grouped by régie, with what paying a whole group costs."""
     groups: dict[int, dict] = {}

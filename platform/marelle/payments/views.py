@@ -205,7 +205,10 @@ def payment_return(request, payment_id: int):
             elif unavailable:
                 paragraphs = [*paragraphs, "Le service de paiement ne répond pas pour le moment : nous vérifierons "
                                            "l'état de ce paiement automatiquement, rien n'est perdu."]
-    return _render(request, "outcome.html", {**context, "title": title, "level": level, "paragraphs": paragraphs})
+    from marelle.billing.baskets import next_steps
+
+    return _render(request, "outcome.html", {**context, "title": title, "level": level, "paragraphs": paragraphs,
+                                             "next_steps": next_steps(payment)})
 
 
 # --- Server-to-server notification ----------------------------------------------------------
