@@ -59,7 +59,67 @@ class Command(BaseCommand):
             # The Martins' requests are already validated; the others wait in the staff queues.
             self.seed_family(staff, email, civility, first, last, quotient, children, validated=key == "martin")
             created += 1
+        self.seed_last_month(staff)
         return created
+
+    def seed_last_month(self, staff) -> None:
+        """Last month's meals and days for the children whose bookings are open, booked as if
+        at the start of that month (the rules then allowed it), and last month's invoicing
+        run issued in every régie: the demo families have invoices to pay online (or, in a
+        Trésor public régie, for the régisseur to transmit). Once per month and commune."""
+        from datetime import datetime, time, timedelta
+
+        from marelle.billing.invoicing import MONTH_NAMES, invoicing_run_draft, invoicing_run_issue
+        from marelle.billing.models import InvoicingRun
+        from marelle.booking.attendance import AttendanceEntry, attendance_record
+        from marelle.booking.models import Attendance, Booking, Enrolment
+        from marelle.booking.services import (
+            Change,
+            ReservationRejected,
+            booking_decide,
+            plan_changes,
+            reservation_submit,
+            service_config,
+        )
+        from marelle.catalog.models import Regie
+        from marelle.core import clock
+
+        end = clock.today().replace(day=1) - timedelta(days=1)
+        start = end.replace(day=1)
+        if InvoicingRun.objects.filter(period_start=start, period_end=end).exists():
+            return
+        booked_at = datetime.combine(start - timedelta(days=21), time(9), tzinfo=clock.PARIS)
+        enrolments = (Enrolment.objects.filter(status=Enrolment.Status.ACCEPTED)
+                      .exclude(adhesion=Enrolment.Adhesion.AWAITING_PAYMENT)
+                      .select_related("child__family", "service", "period", "establishment"))
+        for enrolment in enrolments:
+            unit = enrolment.service.units.filter(archived_at__isnull=True).exclude(kind="time_range").first()
+            if unit is None:
+                continue
+            days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+            planned, _ = plan_changes(enrolment=enrolment, changes=[Change(d, unit.code) for d in days], now=booked_at)
+            changes = [p.change for p in planned][:12]
+            if not changes:
+                continue
+            try:
+                reservation = reservation_submit(actor=enrolment.child.family.primary_guardian.user,
+                                                 enrolment=enrolment, changes=changes, now=booked_at)
+            except ReservationRejected:
+                continue  # a weekly minimum or maximum the first days do not meet
+            requested = list(reservation.lines.filter(state=Booking.State.REQUESTED).values_list("pk", flat=True))
+            if requested:  # the agent validated the requests during the month
+                booking_decide(staff=staff, booking_ids=requested, accept=True)
+            if service_config(enrolment.service).pricing.basis == "attended":  # billed on the roll call
+                for line in reservation.lines.filter(state=Booking.State.ACCEPTED):
+                    attendance_record(staff=staff, establishment=enrolment.establishment, unit=unit, day=line.day,
+                                      entries=[AttendanceEntry(enrolment.child_id, Attendance.Status.PRESENT)])
+        label = f"{MONTH_NAMES[start.month - 1].capitalize()} {start.year}"
+        for regie in Regie.objects.filter(archived_at__isnull=True):
+            run = invoicing_run_draft(actor=staff, regie=regie, period_start=start, period_end=end, label=label)
+            if run.invoices.exists():
+                invoicing_run_issue(actor=staff, run_id=run.pk)
+            else:
+                run.delete()
 
     def seed_family(self, staff, email, civility, first, last, quotient, children, *, validated: bool):
         from marelle.booking.services import (
