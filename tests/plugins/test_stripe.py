@@ -137,6 +137,9 @@ def test_api_address_comes_from_the_setting_then_the_environment_never_with_a_li
     assert stripe_provider(None).api_base == "http://127.0.0.1:8891"
     live = stripe_provider(None, environ={"STRIPE_KEY": "sk_live_abc", "STRIPE_WHSEC": WHSEC})
     assert live.api_base == PRODUCTION_API_BASE == "https://api.stripe.com"
+    # Not even the régie's setting sends a live key elsewhere.
+    assert stripe_provider(fake, environ={"STRIPE_KEY": "sk_live_abc", "STRIPE_WHSEC": WHSEC}).api_base == \
+        PRODUCTION_API_BASE
     monkeypatch.delenv(ENV_API_BASE)
     assert stripe_provider(None).api_base == PRODUCTION_API_BASE
 
@@ -202,10 +205,10 @@ def test_a_retry_after_a_timeout_gets_the_same_session_back(fake):
 
 @pytest.mark.parametrize("fault", ["timeout", "http_error", "malformed", "closed"])
 def test_technical_trouble_is_provider_unavailable(fake, fault):
-    provider = stripe_provider(fake)
+    provider = stripe_provider(fake, timeout_seconds=1)
     reference = provider.start(request_for()).provider_reference
     if fault == "timeout":
-        fake.delay = 2.5
+        fake.delay = 1.3
     elif fault == "http_error":
         fake.http_error = True
     elif fault == "malformed":

@@ -14,8 +14,9 @@ a Stripe Connect platform and the régie a connected account (``connected_accoun
 *direct charges*, every call made with the platform key and ``Stripe-Account: acct_…``, so
 that the payment, its refunds and its disputes live on the commune's account.
 
-Where the API is: the régie setting ``api_base`` if given, else the environment variable
-``MARELLE_STRIPE_API_BASE`` (ignored with a live key), else ``https://api.stripe.com``. The
+Where the API is: ``https://api.stripe.com`` with a live key, always; otherwise the régie
+setting ``api_base`` if given, else the environment variable ``MARELLE_STRIPE_API_BASE``, else
+``https://api.stripe.com``. The
 fake server (``python -m marelle_stripe.fake_server``) answers at ``http://127.0.0.1:8891``.
 """
 
@@ -121,10 +122,14 @@ class StripeProvider(PaymentProvider):
 
     @property
     def api_base(self) -> str:
+        # A live key only ever goes to Stripe: another address (a typo, a copied test YAML) must
+        # not receive it.
+        if self.live:
+            return PRODUCTION_API_BASE
         if self.settings.api_base:
             return self.settings.api_base
         override = os.environ.get(ENV_API_BASE, "").strip()
-        if override and not self.live:
+        if override:
             return override.rstrip("/")
         return PRODUCTION_API_BASE
 
