@@ -4,8 +4,9 @@ was settled once.
 
 What runs (all on this machine): a throw-away test database (``test_<name of DATABASE_URL's
 database>``, created then dropped), one commune whose régie is paid through Stripe, served by
-a threaded WSGI server in this process (as in the end-to-end tests), the fake Stripe
-(``marelle_stripe.fake_server``), and ``--concurrency`` client threads.
+gunicorn (``--server gunicorn``, the default: 2 sync workers, production settings, persistent
+connections) or by the tests' threaded WSGI server in this process (``--server thread``), the
+fake Stripe (``marelle_stripe.fake_server``), and ``--concurrency`` client threads.
 
 The burst: the family paid at Stripe (event held), then ``--events`` POSTs at once, all
 validly signed (each with a fresh ``Stripe-Signature``): the ``checkout.session.completed``
@@ -13,7 +14,8 @@ event replayed, and one in ten a duplicate with another event id about the same 
 (Stripe may send several events about one session). The first one applies (one look-up at
 Stripe); the others are answered from the dedup table (same event id) or see a paid payment
 (other ids) without asking Stripe. The per-address rate limit of the notification view
-(600/minute) is lifted: all requests come from one address here.
+(PAYMENT_NOTIFICATIONS_PER_MINUTE, 600) is lifted: all requests come from one address here.
+Before the burst, each gunicorn worker answers a few requests (imports, connections).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/marelle_bench REDIS_URL=redis://127.0.0.1:6379/12 \\
         .venv/bin/python scripts/bench_stripe_webhooks.py --events 500 --concurrency 16
@@ -48,6 +50,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--server", choices=("gunicorn", "thread"), default="gunicorn",
+                        help="gunicorn (2 sync workers, production settings, persistent connections: the "
+                             "figure to quote) or thread (the tests' threaded server in this process)")
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
 
     import django
@@ -56,7 +62,6 @@ def main(argv=None) -> int:
     import requests
     from django.conf import settings
     from django.test.utils import setup_databases, setup_test_environment, teardown_databases
-    from marelle.payments import views
     from marelle_stripe.fake_server import FakeStripe, sign
     from marelle_stripe.plugin import ENABLED_EVENTS, ENV_API_BASE
 
@@ -82,10 +87,10 @@ def main(argv=None) -> int:
     os.environ.update({STRIPE_KEY_ENV: KEY, STRIPE_WEBHOOK_ENV: WHSEC})
     settings.ROOT_URLCONF = URLCONF
     settings.ALLOWED_HOSTS = ["*"]
-    views.NOTIFICATIONS_PER_MINUTE = 10**9
+    settings.PAYMENT_NOTIFICATIONS_PER_MINUTE = 10**9
     resolve_localhost(Patch())
     databases = setup_databases(verbosity=0, interactive=False)
-    world = fake = None
+    world = fake = gunicorn = None
     try:
         in_own_connection(ensure_public_tenant)
         world = PaymentWorld("benchstripe", families=1, yaml_text=stripe_yaml(timeout_seconds=5))
@@ -93,6 +98,10 @@ def main(argv=None) -> int:
         fake = FakeStripe().start()
         os.environ[ENV_API_BASE] = fake.url
         url = world.base + "/paiement/notification/stripe/scolaire/"
+        if args.server == "gunicorn":
+            gunicorn, url = start_gunicorn(args.workers, fake.url, world.host)
+            for _ in range(4 * args.workers):  # warm-up: imports, connections, the host cache
+                requests.post(url, data=b"{}", timeout=30)
         fake.add_endpoint(url, secret=WHSEC, enabled_events=ENABLED_EVENTS)
         fake.notify = False  # events are held: the burst sends them
 
@@ -158,11 +167,49 @@ def main(argv=None) -> int:
         print("OK : réglé une seule fois" if once else "ÉCHEC : voir ci-dessus")
         return 0 if once else 1
     finally:
+        if gunicorn is not None:
+            gunicorn.terminate()
+            gunicorn.wait(timeout=10)
         if fake is not None:
             fake.stop()
         if world is not None:
             world.close()
         teardown_databases(databases, verbosity=0)
+
+
+def start_gunicorn(workers: int, fake_url: str, host: str):
+    """The product's WSGI application under gunicorn, on the test database the world filled
+    (committed data), production settings: persistent connections, DEBUG off."""
+    import secrets
+    import socket
+    import subprocess
+
+    from django.conf import settings
+    from marelle_stripe.plugin import ENV_API_BASE
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    database = settings.DATABASES["default"]
+    env = {**os.environ, "MARELLE_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48), "DEBUG": "false",
+           "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+           "PLATFORM_DOMAIN": host.split(".", 1)[1], "TENANT_HOST_CACHE_SECONDS": "30", "LOG_LEVEL": "WARNING",
+           "DJANGO_SETTINGS_MODULE": "marelle.settings", ENV_API_BASE: fake_url,
+           "PAYMENT_NOTIFICATIONS_PER_MINUTE": str(10**9), "REDIS_URL": "",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)])}
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "marelle.wsgi:application", "-w", str(workers),
+                                "-k", "sync", "-b", f"127.0.0.1:{port}", "--log-level", "warning"], env=env, cwd=REPO)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.terminate()
+        raise SystemExit("gunicorn n'a pas démarré")
+    return process, f"http://{host}:{port}/paiement/notification/stripe/scolaire/"
 
 
 if __name__ == "__main__":

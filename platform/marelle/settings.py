@@ -127,6 +127,10 @@ TENANT_HOST_CACHE_SECONDS = int(os.environ.get("TENANT_HOST_CACHE_SECONDS", "0" 
 # which forgets the cached path on rollback *and* savepoint rollback (#1249, #1262; see
 # tests/tenancy/test_isolation.py). pyproject.toml requires that version.
 TENANT_LIMIT_SET_CALLS = True
+# Provider notifications accepted per provider and client address per minute: a forged flood
+# only triggers look-ups at the provider, this bounds them (a provider behind one address
+# sending more is told 429 and retries).
+PAYMENT_NOTIFICATIONS_PER_MINUTE = int(os.environ.get("PAYMENT_NOTIFICATIONS_PER_MINUTE", "600"))
 
 MIDDLEWARE = [
     "marelle.ops.middleware.RequestIdMiddleware",

@@ -571,3 +571,11 @@ def test_misconfigured_regie_is_a_clear_message(portal):
     assert response.status_code == 503 and "momentanément indisponible pour cette régie" in text(response)
     with pytest.raises(ProviderConfigurationError, match="numcli : format invalide"):
         create_payment_provider("payfip", {"numcli": "12"})
+
+
+def test_a_flood_of_notifications_from_one_address_is_told_to_wait(portal, settings):
+    settings.PAYMENT_NOTIFICATIONS_PER_MINUTE = 2
+    url = f"{portal.base}/paiement/notification/payfip/"
+    answers = [requests.post(url, data={"idOp": str(uuid.uuid4())}, timeout=15) for _ in range(4)]
+    assert answers[-1].status_code == 429 and answers[-1].headers["Retry-After"] == "60"
+    assert {a.status_code for a in answers} <= {200, 429}

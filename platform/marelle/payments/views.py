@@ -20,6 +20,7 @@ import functools
 import logging
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpResponse, HttpResponseRedirect
@@ -41,9 +42,6 @@ logger = logging.getLogger(__name__)
 
 State = PaymentAttempt.State
 TEMPLATES = Path(__file__).parent / "templates" / "payments"
-# Notifications accepted per provider and client address per minute (a forged flood only
-# triggers look-ups; this bounds them).
-NOTIFICATIONS_PER_MINUTE = 600
 
 
 @functools.cache
@@ -223,7 +221,7 @@ def _too_many(provider: str, address: str) -> bool:
     try:
         if cache.add(key, 1, timeout=60):
             return False
-        return cache.incr(key) > NOTIFICATIONS_PER_MINUTE
+        return cache.incr(key) > settings.PAYMENT_NOTIFICATIONS_PER_MINUTE
     except Exception:  # noqa: BLE001 - a cache outage never blocks a payment notification
         return False
 
