@@ -195,10 +195,13 @@ def create_payment_provider(identifier: str, settings_data: Mapping, *,
     cls = provider_class or get_payment_provider_class(identifier)
     if cls is None:
         raise ProviderConfigurationError(f"Aucun plugin de paiement « {identifier} » n'est chargé.")
+    return _instantiate(cls, f"le plugin {identifier}", settings_data, environ)
+
+
+def _instantiate(cls, what: str, settings_data: Mapping | None, environ: Mapping[str, str] | None):
     errors = settings_errors(cls.settings_schema, settings_data or {})
     if errors:
-        raise ProviderConfigurationError(
-            f"Réglages invalides pour le plugin {identifier} : " + " ; ".join(map(str, errors)))
+        raise ProviderConfigurationError(f"Réglages invalides pour {what} : " + " ; ".join(map(str, errors)))
     settings = cls.settings_schema.model_validate(dict(settings_data or {}))
     return cls(settings, secrets=resolve_secrets(cls.settings_schema, settings, environ))
 
@@ -211,9 +214,4 @@ def create_recovery_channel(identifier: str, settings_data: Mapping, *,
     cls = channel_class or get_recovery_channel_class(identifier)
     if cls is None:
         raise ProviderConfigurationError(f"Aucun canal de recouvrement « {identifier} » n'est chargé.")
-    errors = settings_errors(cls.settings_schema, settings_data or {})
-    if errors:
-        raise ProviderConfigurationError(
-            f"Réglages invalides pour le canal {identifier} : " + " ; ".join(map(str, errors)))
-    settings = cls.settings_schema.model_validate(dict(settings_data or {}))
-    return cls(settings, secrets=resolve_secrets(cls.settings_schema, settings, environ))
+    return _instantiate(cls, f"le canal {identifier}", settings_data, environ)

@@ -45,12 +45,13 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import requests
+from marelle.plugin_api.fakes import LocalHTTPServer
 
 PARIS = ZoneInfo("Europe/Paris")
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -100,12 +101,13 @@ class Operation:
     notifications: list = field(default_factory=list)
 
 
-class FakePayFiP:
+class FakePayFiP(LocalHTTPServer):
     """The fake service; ``start()`` serves it in a thread, ``url`` is its base (``…/tpa``)."""
+    thread_name = "fake-payfip"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, clients: dict[str, tuple[str, str, str]] | None = None,
                  notify_via: str | None = None, clock=None):
-        self.host, self.port = host, port
+        super().__init__(host, port)
         # numcli -> (libelleN1, libelleN2, libelleN3): the régies the fake knows.
         self.clients = clients if clients is not None else {
             "123456": ("COMMUNE D ALPHA", "REGIE SCOLAIRE", "PORTAIL FAMILLE")}
@@ -124,31 +126,11 @@ class FakePayFiP:
         self.malformed = False
         self.notify = True
         self.notify_timeout = 10.0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- life cycle -------------------------------------------------------------------
 
-    def start(self) -> FakePayFiP:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-payfip", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    def handler_class(self):
+        return _Handler
 
     @property
     def url(self) -> str:

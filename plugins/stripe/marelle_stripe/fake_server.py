@@ -53,10 +53,11 @@ import re
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
+from marelle.plugin_api.fakes import LocalHTTPServer
 
 API_VERSION = "2026-02-25.clover"
 PLATFORM = ""  # account key of the platform's own objects
@@ -124,11 +125,12 @@ class StripeFault(Exception):
         return {"error": error}
 
 
-class FakeStripe:
+class FakeStripe(LocalHTTPServer):
     """The fake; ``start()`` serves it in a thread; ``url`` is the API base for the SDK."""
+    thread_name = "fake-stripe"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, notify_via: str | None = None, clock=None):
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.notify_via = notify_via
         self.clock = clock or time.time  # unix seconds
         self.lock = threading.RLock()
@@ -145,29 +147,11 @@ class FakeStripe:
         self.notify = True
         self.notify_timeout = 10.0
         self.threads: list[threading.Thread] = []
-        self._server: ThreadingHTTPServer | None = None
 
     # --- life cycle ---------------------------------------------------------------------
 
-    def start(self) -> FakeStripe:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="fake-stripe", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    def handler_class(self):
+        return _Handler
 
     @property
     def url(self) -> str:
