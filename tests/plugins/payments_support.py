@@ -216,3 +216,22 @@ def stripe_yaml(yaml_text: str = ALPHA_YAML, **settings) -> str:
 def csrf_form(html: str) -> dict[str, str]:
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
     return {"csrfmiddlewaretoken": token.group(1)} if token else {}
+
+
+def world_fixture(slug: str, *, families: int, yaml_text: str):
+    """A module-scoped pytest fixture: a committed commune with ``families`` payers, served
+    by a thread for the whole module (creating a schema is the expensive part)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def world(django_db_setup, django_db_blocker):
+        with django_db_blocker.unblock():
+            world = PaymentWorld(slug, families=families, yaml_text=yaml_text)
+            try:
+                world.serve()
+                yield world
+            finally:
+                world.close()
+
+    return world
+

@@ -25,7 +25,7 @@ from marelle_payfip.client import PRODUCTION_BASE_URL
 from marelle_payfip.fake_server import PARIS, FakePayFiP
 from marelle_payfip.plugin import ENV_URL, PayFiPProvider
 
-from tests.plugins.payments_support import URLCONF, PaymentWorld, csrf_form, resolve_localhost
+from tests.plugins.payments_support import URLCONF, csrf_form, resolve_localhost, world_fixture
 from tests.support import ALPHA_YAML
 
 OUTCOME_CODES = {"paid": "P", "refused": "R", "cancelled": "A"}
@@ -260,15 +260,7 @@ def test_the_fake_runs_as_a_command():
 YAML = ALPHA_YAML.replace('numcli: "123456"', 'numcli: "123456"\n        timeout_seconds: 2')
 
 
-@pytest.fixture(scope="module")
-def world(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        world = PaymentWorld("paiementpayfip", families=24, yaml_text=YAML)
-        try:
-            world.serve()
-            yield world
-        finally:
-            world.close()
+world = world_fixture("paiementpayfip", families=24, yaml_text=YAML)
 
 
 @pytest.fixture

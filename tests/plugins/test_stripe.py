@@ -36,10 +36,10 @@ from tests.plugins.payments_support import (
     STRIPE_KEY_ENV,
     STRIPE_WEBHOOK_ENV,
     URLCONF,
-    PaymentWorld,
     csrf_form,
     resolve_localhost,
     stripe_yaml,
+    world_fixture,
 )
 
 KEY, WHSEC = "sk_test_marelle0123456789", "whsec_marelle_test_secret"
@@ -350,15 +350,7 @@ YAML = stripe_yaml(timeout_seconds=2, max_network_retries=0)
 NOTIFICATION_PATH = "/paiement/notification/stripe/scolaire/"
 
 
-@pytest.fixture(scope="module")
-def world(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        world = PaymentWorld("paiementstripe", families=30, yaml_text=YAML)
-        try:
-            world.serve()
-            yield world
-        finally:
-            world.close()
+world = world_fixture("paiementstripe", families=30, yaml_text=YAML)
 
 
 @pytest.fixture
