@@ -190,3 +190,25 @@ def test_per_period_regies_are_drafted_for_periods_ended_last_month_or_starting_
     regie.invoicing = {"frequency": "per_period", "issue_day": 3, "due_before_period_start": True}
     assert scheduled_runs_due(regie, date(2026, 9, 3)) == [
         (date(2026, 10, 19), date(2026, 10, 30), "Vacances de la Toussaint")]
+
+
+def test_the_invoicing_command_drafts_what_is_due_then_issues_it(booked):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from tenants.models import Commune
+
+    out = StringIO()
+    with time_machine.travel(datetime(2026, 10, 5, 9, 0, tzinfo=PARIS), tick=False):
+        call_command("invoicing", "due", "--commune", "alpha", "--date", "2026-10-05", stdout=out)
+        connection.set_tenant(Commune.objects.get(slug="alpha"))  # the command left the tenant context
+        run = InvoicingRun.objects.get()
+        assert f"alpha : brouillon n° {run.pk} « Septembre 2026 » (2 factures)" in out.getvalue()
+        call_command("invoicing", "issue", "--commune", "alpha", "--run", str(run.pk), stdout=out)
+    assert f"facturation n° {run.pk} émise (SCO-2026-000001 à SCO-2026-000002)" in out.getvalue()
+    with pytest.raises(CommandError, match="aucune régie « inconnue »"):
+        call_command("invoicing", "draft", "--commune", "alpha", "--regie", "inconnue", "--from", "2026-09-01",
+                     "--to", "2026-09-30")
+    with pytest.raises(CommandError, match="date invalide"):
+        call_command("invoicing", "due", "--date", "05/10/2026")
