@@ -67,3 +67,13 @@ def test_beat_schedule_fans_out_the_periodic_jobs():
     assert 0 < entry["kwargs"]["max_jitter_seconds"] < entry["schedule"]
     for entry in BEAT_SCHEDULE.values():
         assert entry["task"] == FAN_OUT_TASK and entry["kwargs"]["max_jitter_seconds"] > 0
+
+
+def test_every_task_beat_fans_out_is_registered():
+    from marelle.celery import app
+
+    app.loader.import_default_modules()  # what a worker imports at start (autodiscovery)
+    fanned = {entry["args"][0] for entry in BEAT_SCHEDULE.values()}
+    assert {"marelle.billing.baskets.expire_unpaid_baskets",
+            "marelle.billing.tasks.draft_scheduled_invoicing_runs"} <= fanned
+    assert fanned <= set(app.tasks), fanned - set(app.tasks)
