@@ -118,10 +118,6 @@ def server_app():
     global urlpatterns
     urlpatterns = [path("__bench__/floor/", _floor_view), path("", include(settings.ROOT_URLCONF))]
     settings.ROOT_URLCONF = __name__
-    if os.environ.get("BENCH_TENANT_LIMIT_SET_CALLS") == "1":
-        # Experiment (--limit-set-calls) to size a lever, not the product's setting: see the
-        # comment on TENANT_LIMIT_SET_CALLS in marelle/settings.py.
-        settings.TENANT_LIMIT_SET_CALLS = True
     return application
 
 
@@ -721,9 +717,6 @@ def main(argv=None) -> int:
                         help="arrêt forcé au-delà (sans compter les attentes de --wait-quiet)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="avant la charge, attendre (au plus SECONDS) que la machine soit calme (< 25 %% CPU)")
-    parser.add_argument("--limit-set-calls", action="store_true",
-                        help="expérience : TENANT_LIMIT_SET_CALLS=True dans gunicorn (mesure d'un levier, pas le "
-                             "réglage du produit)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -804,9 +797,6 @@ def main(argv=None) -> int:
             say(f"Attente d'une machine calme avant la charge (au plus {args.wait_quiet:.0f} s)…")
             result["wait_quiet_before_load"] = wait_until_quiet(args.wait_quiet)
             say(f"  {result['wait_quiet_before_load']}")
-        if args.limit_set_calls:
-            env["BENCH_TENANT_LIMIT_SET_CALLS"] = "1"
-            result["settings"]["experiment"] = "TENANT_LIMIT_SET_CALLS=True"
         port = args.port or free_port()
         say(f"gunicorn ({args.workers} workers sync) sur 127.0.0.1:{port} — journal {log_path}")
         server = start_server(env, port, args.workers, log_path)
