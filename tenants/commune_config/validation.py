@@ -360,6 +360,40 @@ def _plugin_errors(data: dict, error) -> list[ConfigError]:
                     f"clé inconnue « {path[-1]} » pour le plugin {payment['plugin']} ; clés possibles : "
                     + ", ".join(sorted(provider.settings_schema.model_fields)))
                 out.append(error(path, f"[{payment['plugin']}] {message}"))
+    out += _immediate_payment_errors(data, providers, error)
+    return out
+
+
+def _immediate_payment_errors(data: dict, providers: dict, error) -> list[ConfigError]:
+    """What is paid immediately (adhesion ``payment: immediate``, ``booking.prepayment``) needs
+    a régie paid online; prepaid bookings are billed on bookings, never on attendance (they
+    would be billed twice)."""
+    online = set()
+    for _, regie in _items(data, "regies"):
+        payment = regie.get("payment") if isinstance(regie.get("payment"), dict) else {}
+        provider = providers.get(payment.get("plugin"))
+        if provider is not None and provider.accepts_online_payment:
+            online.add(regie.get("code"))
+    out = []
+    for index, service in _items(data, "services"):
+        base = ("services", index)
+        booking = service.get("booking") if isinstance(service.get("booking"), dict) else {}
+        enrolment = service.get("enrolment") if isinstance(service.get("enrolment"), dict) else {}
+        adhesion = enrolment.get("adhesion") if isinstance(enrolment.get("adhesion"), dict) else None
+        pricing = service.get("pricing") if isinstance(service.get("pricing"), dict) else {}
+        regie = service.get("regie")
+        if booking.get("prepayment") is not None:
+            if pricing.get("basis") == "attended":
+                out.append(error((*base, "booking", "prepayment"),
+                                 "réservations payées d'avance avec pricing.basis: attended : elles seraient facturées "
+                                 "deux fois (choisir basis: booked)"))
+            if regie not in online:
+                out.append(error((*base, "booking", "prepayment"),
+                                 f"réservations payées d'avance : la régie « {regie} » n'a pas de paiement en ligne"))
+        if adhesion is not None and adhesion.get("payment", "immediate") == "immediate" and regie not in online:
+            out.append(error((*base, "enrolment", "adhesion", "payment"),
+                             f"adhésion payée immédiatement : la régie « {regie} » n'a pas de paiement en ligne "
+                             "(mettre payment: on_invoice)"))
     return out
 
 

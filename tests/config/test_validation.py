@@ -306,3 +306,21 @@ def test_unit_weekdays_must_be_opening_days():
 def test_hourly_price_only_for_time_ranges():
     text = mutate(ALPHA, "        - unit: repas\n", "        - unit: repas\n          per: hour\n")
     assert find(errors_of(text), "prix horaire réservé aux unités time_range").line == line_of(text, "per: hour")
+
+
+def test_immediate_payments_need_online_payment_and_prepaid_bookings_are_billed_on_bookings():
+    text = mutate(ALPHA, "      booking_deadline: S-1 jeudi 12:00\n",
+                  "      booking_deadline: S-1 jeudi 12:00\n      prepayment: {basket_expiry_minutes: 30}\n")
+    text = mutate(text, "    pricing:\n      prices:", "    pricing:\n      basis: attended\n      prices:")
+    text = mutate(text, "    enrolment:\n      mode: automatic",
+                  "    enrolment:\n      mode: automatic\n      adhesion: {amount_cents: 1700}")
+    text = mutate(text, '''    payment:
+      plugin: payfip
+      settings:
+        numcli: "123456"
+''', "")
+    errors = errors_of(text)
+    billed_twice = find(errors, "facturées deux fois")
+    assert billed_twice.path == "services[0].booking.prepayment"
+    assert find(errors, "réservations payées d'avance : la régie « scolaire » n'a pas de paiement en ligne")
+    assert find(errors, "adhésion payée immédiatement").path == "services[0].enrolment.adhesion.payment"
