@@ -215,7 +215,7 @@ def test_validating_a_prepaid_reservation_sends_the_family_to_pay(family, enrolm
             "cle": "b" * 32, "ligne": [f"{d.isoformat()}|repas|book||" for d in DAYS]}, follow=True)
     page = html.unescape(response.content.decode()).replace("\u00a0", " ").replace("\u202f", " ")
     assert response.redirect_chain[-1][0] == "/factures/a-payer/"
-    assert "elle se paie d'avance. Réglez 6,00 € avant 10:30" in page
+    assert "elle se paie d'avance. Réglez 6,00 € avant 10h30" in page
     assert "Payer 6,00 € en ligne" in page and "14/09, 15/09" in page
 
 

@@ -854,7 +854,7 @@ def recap(request, enrolment_id: int):
     if basket is not None:
         deadline = timezone.localtime(basket.expires_at)
         messages.warning(request, f"Réservation n° {reservation.number} enregistrée : elle se paie d'avance. Réglez "
-                                  f"{format_euros(basket.invoice.total_cents)} avant {deadline:%H:%M}, sinon les places "
+                                  f"{format_euros(basket.invoice.total_cents)} avant {deadline:%H}h{deadline:%M}, sinon les places "
                                   "seront libérées.")
         return redirect("billing:baskets")
     messages.success(request, f"Réservation n° {reservation.number} enregistrée.")
