@@ -262,3 +262,25 @@ def test_the_api_says_what_to_pay_for_prepaid_bookings(family, enrolment):
     assert response.status_code == 201, response.content
     assert response.json()["payment_due"] == {"amount_cents": 600, "pay_before": "2026-09-07T10:30:00+02:00",
                                               "url": "http://alpha.marelle.test/factures/a-payer/"}
+
+
+def test_a_prepaid_day_cancelled_in_time_becomes_an_avoir_and_credit(family, enrolment):
+    from marelle.billing.models import Allocation
+    from marelle.billing.settlement import credit_balance_cents
+
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    enrolment.refresh_from_db()
+    user = family.primary_guardian.user
+    with time_machine.travel(MONDAY, tick=False):
+        reservation_submit(actor=user, enrolment=enrolment, changes=[Change(d, "repas") for d in DAYS])
+        basket = Basket.objects.get(family=family)
+        payment = basket_checkout(actor=user, family=family, basket_ids=[basket.pk])
+        _pay(payment)
+        cancel = reservation_submit(actor=user, enrolment=enrolment, changes=[Change(DAYS[1], "repas", "cancel")])
+    invoice = Invoice.objects.get(pk=basket.invoice_id)
+    [avoir] = invoice.credit_notes.all()
+    assert (avoir.total_cents, avoir.status, avoir.number) == (-300, "paid", "SCO-2026-000002")
+    assert "15/09" in avoir.label and cancel.number in avoir.label
+    assert (invoice.status, invoice.paid_cents) == ("paid", 600)  # settled: 300 paid + 300 avoir
+    assert Allocation.objects.get(payment=payment, invoice=invoice).amount_cents == 300
+    assert credit_balance_cents(family=family, regie=invoice.regie) == 300

@@ -344,6 +344,30 @@ def _invoice_issued(invoice_id: int) -> None:
     invoices_issued_chunk.delay([invoice_id])
 
 
+# --- Cancelling a prepaid day ------------------------------------------------------------------
+
+
+def credit_cancelled_prepaid_days(*, actor, bookings, reservation) -> list[Invoice]:
+    """Days cancelled within the rules that were paid in advance: one avoir per invoice, the
+    amount on the family's credit (used on a next invoice). Inside the réservation's
+    transaction. Days still in an unpaid basket are simply left out of it at payment."""
+    from marelle.billing.settlement import credit_note_to_credit
+
+    paid = dict(BasketItem.objects.filter(booking__in=bookings, basket__state=Basket.State.PAID)
+                .values_list("booking_id", "basket__invoice_id"))
+    by_invoice: dict[int, list] = defaultdict(list)
+    for booking in bookings:
+        if booking.pk in paid:
+            by_invoice[paid[booking.pk]].append(booking)
+    notes = []
+    for invoice_id, days in sorted(by_invoice.items()):
+        amount = sum(b.unit_price_cents + b.surcharge_cents for b in days)
+        listed = ", ".join(f"{b.day:%d/%m}" for b in sorted(days, key=lambda b: b.day))
+        notes.append(credit_note_to_credit(actor=actor, invoice_id=invoice_id, amount_cents=amount,
+                                           reason=f"jours annulés ({listed}), réservation {reservation.number}"))
+    return notes
+
+
 # --- Expiry -----------------------------------------------------------------------------------
 
 

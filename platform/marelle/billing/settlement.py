@@ -595,6 +595,52 @@ def payment_record_manual(*, staff, family, regie: Regie, means: str, amount_cen
 
 
 @transaction.atomic
+def credit_note_to_credit(*, actor, invoice_id: int, amount_cents: int, reason: str) -> Invoice:
+    """An avoir on an invoice already paid — a prepaid day cancelled within the rules: the
+    amount leaves the invoice's allocations (latest payment first) and becomes the family's
+    credit in the régie, usable on a next invoice (``credit_apply``). Returns the credit note.
+
+    The invoice stays settled: its credit note covers what the allocations no longer do, so
+    every euro of the family's credit is still traced to the payment that brought it."""
+    from marelle.billing.invoicing import InvoicingError, credit_note_create
+
+    rows = list(Allocation.objects.filter(invoice_id=invoice_id).order_by("-payment_id", "-pk"))
+    payments = {p.pk: p for p in PaymentAttempt.objects.select_for_update(no_key=True)
+                .filter(pk__in={a.payment_id for a in rows}).order_by("pk")}
+    invoice = _lock_invoices([invoice_id]).get(int(invoice_id))
+    if invoice is None or invoice.kind != Invoice.Kind.INVOICE:
+        raise SettlementError("Facture introuvable.")
+    allocated = sum(a.amount_cents for a in rows if payments[a.payment_id].state in SUCCESSES)
+    if not 0 < amount_cents <= allocated:
+        raise SettlementError(f"Avoir de {euros(amount_cents)} impossible : {euros(allocated)} réglés sur la facture "
+                              f"{invoice}.")
+    left = amount_cents
+    for allocation in rows:
+        if left == 0:
+            break
+        if payments[allocation.payment_id].state not in SUCCESSES:
+            continue
+        take = min(left, allocation.amount_cents)
+        allocation.amount_cents -= take
+        if allocation.amount_cents:
+            allocation.save(update_fields=["amount_cents"])
+        else:
+            allocation.delete()
+        left -= take
+    invoice.paid_cents -= amount_cents
+    invoice.save(update_fields=["paid_cents"])
+    _credit_add(family_id=invoice.family_id, regie_id=invoice.regie_id, cents=amount_cents)
+    try:
+        credit = credit_note_create(actor=_user_or_none(actor), invoice_id=invoice.pk, amount_cents=amount_cents,
+                                    reason=reason)
+    except InvoicingError as error:
+        raise SettlementError(str(error)) from None
+    audit_record(actor=actor, action="credit.from_credit_note", target=f"invoice:{invoice.number}",
+                 family_id=invoice.family_id, credit_note=credit.number, amount_cents=amount_cents)
+    return credit
+
+
+@transaction.atomic
 def credit_apply(*, staff_or_system, family, regie: Regie, invoice_id: int) -> Invoice:
     """Use the family's credit in the régie on one of its unpaid invoices (up to its
     balance). The credit is traced to the payments that left it (oldest first): each

@@ -398,7 +398,7 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
             return existing
     live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update().filter(
         child=child, day__in=[p.change.day for p in planned], state__in=Booking.LIVE_STATES)}
-    problems, lines, total = [], [], 0
+    problems, lines, total, cancelled = [], [], 0, []
     now = timezone.now()
     common = {"enrolment": enrolment, "child": child, "establishment_id": enrolment.establishment_id}
     for line in planned:
@@ -443,6 +443,7 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
                 unit_price_cents=-current.unit_price_cents if state == Booking.State.CANCELLED else 0))
             if state == Booking.State.CANCELLED:
                 total -= current.unit_price_cents + current.surcharge_cents
+                cancelled.append(current)
     if problems:
         raise ReservationRejected(problems)  # rolls the whole transaction back
     reservation = Reservation.objects.create(
@@ -457,6 +458,10 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
         from marelle.billing.baskets import basket_for_reservation
 
         basket_for_reservation(actor=actor, reservation=reservation)
+    if cancelled:
+        from marelle.billing.baskets import credit_cancelled_prepaid_days
+
+        credit_cancelled_prepaid_days(actor=actor, bookings=cancelled, reservation=reservation)
     audit_record(actor=actor, action="reservation.submitted", target=f"reservation:{reservation.number}",
                  family_id=child.family_id, lines=len(planned))
     return reservation
