@@ -292,7 +292,10 @@ class LateBooking(Strict):
 
 
 class Prepayment(Strict):
-    basket_expiry_minutes: Annotated[int, Field(ge=5, le=1440)] = 30
+    basket_expiry_minutes: Annotated[int, Field(ge=5, le=1440)] = Field(
+        30, description="Délai pour payer des réservations acceptées aussitôt, en minutes")
+    after_acceptance_hours: Annotated[int, Field(ge=1, le=168)] = Field(
+        48, description="Délai pour payer une demande acceptée par les agents (la famille est prévenue par e-mail)")
 
 
 class BookingRules(Strict):

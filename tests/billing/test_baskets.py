@@ -40,13 +40,18 @@ def prepaid(alpha, monkeypatch):
     """Alpha's cantine with an adhesion paid immediately (17,00 €) and bookings paid in
     advance within 30 minutes: the parsed configuration is swapped for this test only (also
     seen by requests, whose middleware loads the commune again)."""
+    use_prepaid_config(alpha, monkeypatch)
+    connection.set_tenant(alpha)
+    return alpha
+
+
+def use_prepaid_config(alpha, monkeypatch, *, booking_mode: str = "immediate") -> None:
     config = copy.deepcopy(alpha.config)
     cantine = next(s for s in config["services"] if s["code"] == "cantine")
     cantine["enrolment"]["adhesion"] = {"label": "Adhésion cantine", "amount_cents": 1700, "payment": "immediate"}
     cantine["booking"]["prepayment"] = {"basket_expiry_minutes": 30}
+    cantine["booking"]["mode"] = booking_mode
     monkeypatch.setitem(commune_configs._by_digest, alpha.config_digest, CommuneConfig.model_validate(config))
-    connection.set_tenant(alpha)
-    return alpha
 
 
 @pytest.fixture
@@ -284,3 +289,42 @@ def test_a_prepaid_day_cancelled_in_time_becomes_an_avoir_and_credit(family, enr
     assert (invoice.status, invoice.paid_cents) == ("paid", 600)  # settled: 300 paid + 300 avoir
     assert Allocation.objects.get(payment=payment, invoice=invoice).amount_cents == 300
     assert credit_balance_cents(family=family, regie=invoice.regie) == 300
+
+
+def test_requests_accepted_by_staff_are_paid_in_advance_and_accepted_cancellations_credited(
+        prepaid, monkeypatch, django_capture_on_commit_callbacks):
+    """A prepaid service in "request" mode: nothing to pay until the agent accepts; then a
+    basket with 48 hours to pay, announced by e-mail; an accepted cancellation of a paid day
+    becomes an avoir and credit."""
+    from django.core import mail
+    from marelle.billing.settlement import credit_balance_cents
+    from marelle.booking.services import booking_decide
+
+    from tests.factories import make_staff
+
+    use_prepaid_config(prepaid, monkeypatch, booking_mode="request")
+    family = make_family("demande@example.fr", last_name="Demande", children=("Zoé",))
+    child = family.children.get()
+    accept_document(child)
+    staff = make_staff("agent@example.fr", role="regisseur")
+    with time_machine.travel(MONDAY, tick=False):
+        enrolment = enrol(child, "cantine")
+        Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+        enrolment.refresh_from_db()
+        reservation = reservation_submit(actor=None, enrolment=enrolment, changes=[Change(d, "repas") for d in DAYS])
+        assert not Basket.objects.filter(family=family).exists()  # requested: nothing to pay yet
+        with django_capture_on_commit_callbacks(execute=True):
+            booking_decide(staff=staff, booking_ids=list(reservation.lines.values_list("pk", flat=True)), accept=True)
+        basket = Basket.objects.get(family=family)
+        assert basket.expires_at == MONDAY + timedelta(hours=48) and basket.invoice.total_cents == 1000
+        assert "réglez 10,00 € avant le mercredi 9 septembre 2026 à 10h00" in mail.outbox[-1].body.replace("\u00a0", " ")
+        _pay(basket_checkout(actor=None, family=family, basket_ids=[basket.pk]))
+        # The family asks to cancel a paid day (in "request" mode, a request); the agent accepts.
+        later = MONDAY.replace(day=8)
+    with time_machine.travel(later, tick=False):
+        cancel = reservation_submit(actor=None, enrolment=enrolment, changes=[Change(DAYS[0], "repas", "cancel")])
+        booked = Booking.objects.get(enrolment=enrolment, day=DAYS[0], action="book")
+        assert booked.state == "cancel_requested", cancel.state
+        booking_decide(staff=staff, booking_ids=[booked.pk], accept=True)
+    assert credit_balance_cents(family=family, regie=basket.regie) == 500
+    assert Invoice.objects.get(pk=basket.invoice_id).credit_notes.get().total_cents == -500

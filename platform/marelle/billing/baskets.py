@@ -129,17 +129,20 @@ def basket_for_adhesion(*, actor, family, enrolment_id: int) -> Basket:
     return basket
 
 
-def basket_for_reservation(*, actor, reservation) -> Basket | None:
-    """Put the réservation's newly accepted, priced bookings in a basket when the service is
-    paid in advance (``booking.prepayment``). Called inside the réservation's transaction, so
-    a booking never exists without its basket. None when nothing is to be paid now."""
+def basket_for_reservation(*, actor, reservation, accepted_by_staff: bool = False) -> Basket | None:
+    """Put the réservation's accepted, priced bookings not in a basket yet into one when the
+    service is paid in advance (``booking.prepayment``). Called inside the transaction that
+    accepted them (the family's submission, or staff accepting requests: then the family has
+    ``after_acceptance_hours`` to pay), so an accepted booking never exists without its
+    basket. None when nothing is to be paid now."""
     from marelle.booking.models import Booking
 
     enrolment = reservation.enrolment
     conf = _service_conf(enrolment.service)
     if conf is None or conf.booking.prepayment is None:
         return None
-    bookings = list(reservation.lines.filter(action=Booking.Action.BOOK, state=Booking.State.ACCEPTED)
+    bookings = list(reservation.lines.filter(action=Booking.Action.BOOK, state=Booking.State.ACCEPTED,
+                                             basket_item__isnull=True)
                     .filter(Q(unit_price_cents__gt=0) | Q(surcharge_cents__gt=0)).order_by("day", "unit_id"))
     if not bookings:
         return None
@@ -151,8 +154,9 @@ def basket_for_reservation(*, actor, reservation) -> Basket | None:
         return None
     child = reservation.child
     label = f"Réservation {reservation.number} – {enrolment.service.label} – {child.first_name}"
-    basket = _new_basket(family=child.family, regie=regie, label=label,
-                         minutes=conf.booking.prepayment.basket_expiry_minutes,
+    prepayment = conf.booking.prepayment
+    minutes = prepayment.after_acceptance_hours * 60 if accepted_by_staff else prepayment.basket_expiry_minutes
+    basket = _new_basket(family=child.family, regie=regie, label=label, minutes=minutes,
                          period_start=bookings[0].day, period_end=bookings[-1].day)
     BasketItem.objects.bulk_create([
         BasketItem(basket=basket, kind=BasketItem.Kind.BOOKING, enrolment=enrolment, booking=b,
@@ -347,7 +351,7 @@ def _invoice_issued(invoice_id: int) -> None:
 # --- Cancelling a prepaid day ------------------------------------------------------------------
 
 
-def credit_cancelled_prepaid_days(*, actor, bookings, reservation) -> list[Invoice]:
+def credit_cancelled_prepaid_days(*, actor, bookings, reservation=None) -> list[Invoice]:
     """Days cancelled within the rules that were paid in advance: one avoir per invoice, the
     amount on the family's credit (used on a next invoice). Inside the réservation's
     transaction. Days still in an unpaid basket are simply left out of it at payment."""
@@ -363,8 +367,9 @@ def credit_cancelled_prepaid_days(*, actor, bookings, reservation) -> list[Invoi
     for invoice_id, days in sorted(by_invoice.items()):
         amount = sum(b.unit_price_cents + b.surcharge_cents for b in days)
         listed = ", ".join(f"{b.day:%d/%m}" for b in sorted(days, key=lambda b: b.day))
+        why = f"réservation {reservation.number}" if reservation else "annulation acceptée par la commune"
         notes.append(credit_note_to_credit(actor=actor, invoice_id=invoice_id, amount_cents=amount,
-                                           reason=f"jours annulés ({listed}), réservation {reservation.number}"))
+                                           reason=f"jours annulés ({listed}), {why}"))
     return notes
 
 

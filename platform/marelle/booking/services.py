@@ -527,9 +527,30 @@ def booking_decide(*, staff, booking_ids: list[int], accept: bool, reason: str =
         audit_record(actor=staff, action="booking.accepted" if accept else "booking.refused",
                      target=f"booking:{booking.pk}", family_id=booking.child.family_id)
         decided.append(booking)
+    baskets = _prepaid_follow_up(staff, decided) if accept else {}
     by_child: dict[int, list[Booking]] = {}
     for booking in decided:
         by_child.setdefault(booking.child_id, []).append(booking)
-    for lines in by_child.values():
-        _notify_family(lines[0].child, "booking_decided", {"lines": lines, "accepted": accept, "reason": reason.strip()})
+    for child_id, lines in by_child.items():
+        _notify_family(lines[0].child, "booking_decided", {"lines": lines, "accepted": accept, "reason": reason.strip(),
+                                                           "baskets": baskets.get(child_id, [])})
     return decided
+
+
+def _prepaid_follow_up(staff, decided: list[Booking]) -> dict[int, list]:
+    """Services paid in advance: requests just accepted go into a basket to pay (child id ->
+    baskets, for the e-mail); accepted cancellations of days already paid become an avoir."""
+    from marelle.billing.baskets import basket_for_reservation, credit_cancelled_prepaid_days
+    from marelle.billing.pricing import format_euros
+
+    cancelled = [b for b in decided if b.state == Booking.State.CANCELLED]
+    if cancelled:
+        credit_cancelled_prepaid_days(actor=staff, bookings=cancelled)
+    baskets: dict[int, list] = {}
+    reservations = {b.reservation_id: b.reservation for b in decided if b.state == Booking.State.ACCEPTED}
+    for reservation in reservations.values():
+        basket = basket_for_reservation(actor=staff, reservation=reservation, accepted_by_staff=True)
+        if basket is not None:
+            basket.amount_text = format_euros(basket.invoice.total_cents)
+            baskets.setdefault(reservation.child_id, []).append(basket)
+    return baskets
