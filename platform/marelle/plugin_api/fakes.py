@@ -16,6 +16,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 
+class FakeRequestHandler(BaseHTTPRequestHandler):
+    """A quiet handler with keep-alive and a ``_send`` helper; subclass it for your fake."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet: tests and the demo read their own output
+        pass
+
+    def _send(self, status: int, body: str, content_type="text/html; charset=utf-8", headers=None):
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class LocalHTTPServer:
     thread_name: ClassVar[str] = "fake-server"
 

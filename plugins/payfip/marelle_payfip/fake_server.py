@@ -45,13 +45,12 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import requests
-from marelle.plugin_api.fakes import LocalHTTPServer
+from marelle.plugin_api.fakes import FakeRequestHandler, LocalHTTPServer
 
 PARIS = ZoneInfo("Europe/Paris")
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -327,22 +326,8 @@ button{{font-size:1rem;padding:.75rem 1rem;margin:.25rem 0;width:100%;border-rad
 <p class="note">Serveur PayFiP de démonstration : aucune carte n'est débitée.</p></body></html>"""
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeRequestHandler):
     fake: FakePayFiP
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # quiet
-        pass
-
-    def _send(self, status: int, body: str, content_type="text/html; charset=utf-8", headers=None):
-        data = body.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
 
     def _form(self) -> dict[str, str]:
         length = int(self.headers.get("Content-Length") or 0)

@@ -53,11 +53,10 @@ import re
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
-from marelle.plugin_api.fakes import LocalHTTPServer
+from marelle.plugin_api.fakes import FakeRequestHandler, LocalHTTPServer
 
 API_VERSION = "2026-02-25.clover"
 PLATFORM = ""  # account key of the platform's own objects
@@ -495,22 +494,8 @@ def _euros(cents: int) -> str:
     return f"{cents // 100},{cents % 100:02d} €"
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(FakeRequestHandler):
     fake: FakeStripe
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # quiet
-        pass
-
-    def _send(self, status: int, body: str, content_type="text/html; charset=utf-8", headers=None):
-        data = body.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
 
     def _body(self) -> str:
         length = int(self.headers.get("Content-Length") or 0)
