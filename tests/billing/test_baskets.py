@@ -328,3 +328,20 @@ def test_requests_accepted_by_staff_are_paid_in_advance_and_accepted_cancellatio
         booking_decide(staff=staff, booking_ids=[booked.pk], accept=True)
     assert credit_balance_cents(family=family, regie=basket.regie) == 500
     assert Invoice.objects.get(pk=basket.invoice_id).credit_notes.get().total_cents == -500
+
+
+def test_an_abandoned_bank_page_holds_the_places_only_a_little_past_the_expiry(family, enrolment):
+    Enrolment.objects.filter(pk=enrolment.pk).update(adhesion=Enrolment.Adhesion.PAID)
+    enrolment.refresh_from_db()
+    with time_machine.travel(MONDAY, tick=False):
+        reservation_submit(actor=None, enrolment=enrolment, changes=[Change(DAYS[0], "repas")])
+        basket = Basket.objects.get(family=family)
+        payment = basket_checkout(actor=None, family=family, basket_ids=[basket.pk])
+        payment_attach_reference(payment_id=payment.pk, provider_reference="OP888")
+        payment_apply_status(payment_id=payment.pk, status="pending", provider_reference="OP888")
+    with time_machine.travel(MONDAY + timedelta(minutes=49), tick=False):  # 30 + 19
+        assert expire_unpaid_baskets_now() == {"expired": 0, "waiting_for_payment": 1}
+    with time_machine.travel(MONDAY + timedelta(minutes=51), tick=False):  # 30 + 20 and more
+        assert expire_unpaid_baskets_now() == {"expired": 1, "waiting_for_payment": 0}
+    assert Booking.objects.get(enrolment=enrolment, action="book").state == "cancelled"
+    assert PaymentAttempt.objects.get(pk=payment.pk).state == "pending"  # the bank still decides

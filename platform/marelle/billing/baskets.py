@@ -12,8 +12,8 @@
   other, and the basket's items are confirmed (adhesion paid: bookings open).
 - :func:`expire_unpaid_baskets` (Celery beat, every 5 minutes in every commune) releases
   the bookings of baskets left unpaid after their expiry; a basket whose payment is in
-  progress at the provider waits for the reconciliation to settle or fail it. Money that
-  arrives for an expired basket is never lost: it goes to the family's credit.
+  progress at the provider waits :data:`PAYMENT_PAGE_GRACE` more. Money that arrives for an
+  expired basket is never lost: it goes to the family's credit.
 
 Lock order (as in the settlement core): payment attempt, basket, invoice counter, invoices,
 enrolment / bookings.
@@ -44,6 +44,8 @@ from marelle.core import clock
 logger = logging.getLogger(__name__)
 
 DEFAULT_EXPIRY_MINUTES = 30
+# How long past its expiry a basket waits for a payment the family started at the bank.
+PAYMENT_PAGE_GRACE = timedelta(minutes=20)
 State = PaymentAttempt.State
 IN_FLIGHT = (State.CREATED, State.PENDING)
 
@@ -394,12 +396,13 @@ def _expire_one(basket_id: int) -> str:
     basket = _lock_basket(basket_id)
     if basket.state != Basket.State.OPEN:
         return "already_closed"
-    if PaymentAttempt.objects.filter(allocations__invoice=basket.invoice, state__in=IN_FLIGHT).exclude(
-            state=State.CREATED, provider_reference="").exists():
+    # A family on the bank's page at the deadline may finish paying: its places wait a little
+    # (a PayFiP page lives 15 minutes), not for hours (abandoned pages only expire at the bank
+    # much later). Money arriving after the release is kept as the family's credit.
+    in_flight = PaymentAttempt.objects.filter(allocations__invoice=basket.invoice, state__in=IN_FLIGHT).exclude(
+        state=State.CREATED, provider_reference="")
+    if clock.now() < basket.expires_at + PAYMENT_PAGE_GRACE and in_flight.exists():
         return "waiting_for_payment"
-    # Attempts never sent to the provider cannot be paid any more.
-    PaymentAttempt.objects.filter(allocations__invoice=basket.invoice, state=State.CREATED,
-                                  provider_reference="").update(state=State.EXPIRED)
     booking_ids = list(basket.items.filter(kind=BasketItem.Kind.BOOKING).values_list("booking_id", flat=True))
     released = release_unpaid_bookings(booking_ids=booking_ids)
     basket.state, basket.closed_at = Basket.State.EXPIRED, clock.now()
