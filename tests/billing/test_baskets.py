@@ -199,6 +199,8 @@ def test_family_pages_pay_the_adhesion_and_list_what_is_due(family, enrolment):
         payment = PaymentAttempt.objects.get(family=family)
         assert response.status_code == 302 and response["Location"] == f"/paiement/{payment.pk}/demarrer/"
 
+        home = html.unescape(client.get("/famille/").content.decode()).replace("\u00a0", " ")
+        assert "Paiement immédiat en attente : 17,00 €</a>, à régler avant le 7 septembre à 10h30." in home
         due = html.unescape(client.get("/factures/a-payer/").content.decode()).replace("\u00a0", " ")
         assert "Adhésion cantine – Cantine d'Alpha" in due and "Payer 17,00 € en ligne" in due
         assert "régler avant le" in client.get("/factures/").content.decode()
