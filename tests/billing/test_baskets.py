@@ -347,3 +347,23 @@ def test_an_abandoned_bank_page_holds_the_places_only_a_little_past_the_expiry(f
         assert expire_unpaid_baskets_now() == {"expired": 1, "waiting_for_payment": 0}
     assert Booking.objects.get(enrolment=enrolment, action="book").state == "cancelled"
     assert PaymentAttempt.objects.get(pk=payment.pk).state == "pending"  # the bank still decides
+
+
+def test_an_adhesion_paid_after_its_basket_expired_is_still_settled_once(family, enrolment):
+    with time_machine.travel(MONDAY, tick=False):
+        basket = basket_for_adhesion(actor=None, family=family, enrolment_id=enrolment.pk)
+        late = basket_checkout(actor=None, family=family, basket_ids=[basket.pk])
+        payment_attach_reference(payment_id=late.pk, provider_reference="OP-LATE")
+    with time_machine.travel(MONDAY + timedelta(hours=2), tick=False):
+        assert expire_unpaid_baskets_now()["expired"] == 1  # nothing to release: adhesions hold no place
+        retry = basket_for_adhesion(actor=None, family=family, enrolment_id=enrolment.pk)
+        assert retry != basket
+        # The bank confirms the first payment after all: the adhesion is paid, its invoice issued.
+        payment_apply_status(payment_id=late.pk, status="paid", amount_cents=1700, provider_reference="OP-LATE")
+        enrolment.refresh_from_db()
+        assert enrolment.adhesion == Enrolment.Adhesion.PAID
+        assert Invoice.objects.get(pk=basket.invoice_id).status == "paid"
+        assert not FamilyCredit.objects.filter(family=family, balance_cents__gt=0).exists()
+        # The second basket cannot be paid twice.
+        with pytest.raises(BasketError, match="L'adhésion de Léa est déjà payée"):
+            basket_checkout(actor=None, family=family, basket_ids=[retry.pk])

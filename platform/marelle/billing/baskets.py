@@ -44,6 +44,7 @@ from marelle.core import clock
 logger = logging.getLogger(__name__)
 
 DEFAULT_EXPIRY_MINUTES = 30
+AWAITING_ADHESION = "awaiting_payment"  # booking.Enrolment.Adhesion.AWAITING_PAYMENT (no import cycle)
 # How long past its expiry a basket waits for a payment the family started at the bank.
 PAYMENT_PAGE_GRACE = timedelta(minutes=20)
 State = PaymentAttempt.State
@@ -296,6 +297,10 @@ def basket_checkout(*, actor, family, basket_ids: list[int]) -> PaymentAttempt:
         raise BasketError(refusal)
     for basket in baskets:
         _drop_released_bookings(basket)
+        paid = [i.enrolment.child.first_name for i in basket.items.filter(kind=BasketItem.Kind.ADHESION)
+                .select_related("enrolment__child").exclude(enrolment__adhesion=AWAITING_ADHESION)]
+        if paid:  # settled meanwhile (at the desk, or a late payment of an earlier basket)
+            raise BasketError(f"L'adhésion de {', '.join(paid)} est déjà payée : rien à régler ici.")
     invoices = [b.invoice for b in baskets if b.invoice.total_cents > 0]
     if not invoices:
         raise BasketError("Il ne reste rien à payer.")
@@ -321,14 +326,23 @@ def settle_basket_invoices(payment: PaymentAttempt, invoice_ids: list[int]) -> N
     """Called by the settlement core, under the payment's lock, when an attempt is paid and
     before its money is allocated: the draft invoice of an open basket among ``invoice_ids``
     is numbered and issued (so the allocation settles it), and the basket's items confirmed.
-    A basket already expired keeps its draft: the money goes to the family's credit."""
+
+    A basket already expired released its bookings: its draft stays a draft and the money goes
+    to the family's credit. An expired basket of adhesions only released nothing: paid late, it
+    is settled all the same while those adhesions still wait for their payment (else the money
+    goes to credit: the adhesion was paid meanwhile)."""
     from marelle.billing.invoicing import _debtors, _next_numbers
     from marelle.booking.services import enrolment_adhesion_paid
 
     baskets = list(Basket.objects.select_for_update(of=("self",)).select_related("regie", "invoice")
-                   .filter(invoice_id__in=invoice_ids, state=Basket.State.OPEN).order_by("pk"))
+                   .filter(invoice_id__in=invoice_ids, state__in=(Basket.State.OPEN, Basket.State.EXPIRED))
+                   .prefetch_related("items__enrolment").order_by("pk"))
     now = clock.now()
     for basket in baskets:
+        if basket.state == Basket.State.EXPIRED:
+            items = list(basket.items.all())
+            if any(i.kind != BasketItem.Kind.ADHESION or i.enrolment.adhesion != AWAITING_ADHESION for i in items):
+                continue
         invoice = basket.invoice
         [number] = _next_numbers(basket.regie, clock.today().year, 1)
         invoice.number, invoice.status, invoice.issued_at, invoice.due_date = number, Invoice.Status.TO_PAY, now, \
