@@ -168,8 +168,9 @@ def main(argv=None) -> int:
         return 0 if once else 1
     finally:
         if gunicorn is not None:
-            gunicorn.terminate()
-            gunicorn.wait(timeout=10)
+            from bench_booking import stop_server
+
+            stop_server(gunicorn)
         if fake is not None:
             fake.stop()
         if world is not None:
@@ -178,38 +179,28 @@ def main(argv=None) -> int:
 
 
 def start_gunicorn(workers: int, fake_url: str, host: str):
-    """The product's WSGI application under gunicorn, on the test database the world filled
-    (committed data), production settings: persistent connections, DEBUG off."""
+    """The product's WSGI application under gunicorn (bench_booking's launcher: its own
+    session, waits for /healthz/live), on the test database the world filled (committed
+    data), production settings: persistent connections, DEBUG off."""
     import secrets
-    import socket
-    import subprocess
 
     from django.conf import settings
     from marelle_stripe.plugin import ENV_API_BASE
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_booking import free_port, start_server
+
+    port = free_port()
     database = settings.DATABASES["default"]
-    env = {**os.environ, "MARELLE_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48), "DEBUG": "false",
+    env = {"MARELLE_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48), "DEBUG": "false",
            "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
            "PLATFORM_DOMAIN": host.split(".", 1)[1], "TENANT_HOST_CACHE_SECONDS": "30", "LOG_LEVEL": "WARNING",
            "DJANGO_SETTINGS_MODULE": "marelle.settings", ENV_API_BASE: fake_url,
            "PAYMENT_NOTIFICATIONS_PER_MINUTE": str(10**9), "REDIS_URL": "",
            "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)])}
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "marelle.wsgi:application", "-w", str(workers),
-                                "-k", "sync", "-b", f"127.0.0.1:{port}", "--log-level", "warning"], env=env, cwd=REPO)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.terminate()
-        raise SystemExit("gunicorn n'a pas démarré")
-    return process, f"http://{host}:{port}/paiement/notification/stripe/scolaire/"
+    log = REPO / ".data" / "bench" / "stripe_webhooks.gunicorn.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return start_server(env, port, workers, log), f"http://{host}:{port}/paiement/notification/stripe/scolaire/"
 
 
 if __name__ == "__main__":

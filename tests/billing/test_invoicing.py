@@ -65,6 +65,12 @@ def test_draft_then_issue_produces_one_invoice_per_family_with_lines_and_numbers
     assert [i.number for i in issued] == ["SCO-2026-000001", "SCO-2026-000002"]
     assert {i.status for i in issued} == {"to_pay"}
     assert issued[0].due_date == date(2026, 11, 4) and issued[0].debtor["city"] == "Alixan"
+    # The issue's SQL freezes the same debtor as debtors_of (baskets and credit notes use it).
+    from marelle.billing.invoicing import debtors_of
+
+    frozen = debtors_of([i.family_id for i in issued])
+    assert [i.debtor for i in issued] == [frozen[i.family_id] for i in issued]
+    assert issued[0].debtor["name"] == "Madame Claire Nom0"
     with pytest.raises(InvoicingError, match="déjà été émise"):
         invoicing_run_issue(actor=None, run_id=run.pk)
 

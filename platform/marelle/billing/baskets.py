@@ -65,6 +65,26 @@ def _service_conf(service):
     return next((s for s in current_config().services if s.code == service.code), None)
 
 
+def is_prepaid(service) -> bool:
+    """The service's bookings are paid when booked (YAML ``booking.prepayment``)."""
+    conf = _service_conf(service)
+    return bool(conf and conf.booking.prepayment)
+
+
+def payable_baskets(family):
+    """The family's baskets that can still be paid, as a queryset."""
+    return Basket.objects.filter(family=family, state=Basket.State.OPEN, expires_at__gt=clock.now())
+
+
+def open_basket_for(reservation) -> Basket | None:
+    """The open basket paying a réservation's bookings: the one its submission just made, or
+    (a replayed submission, a request accepted later) the one on record."""
+    if hasattr(reservation, "basket"):
+        return reservation.basket
+    return (Basket.objects.filter(state=Basket.State.OPEN, items__booking__reservation=reservation)
+            .select_related("invoice").first())
+
+
 def _expiry_minutes(service) -> int:
     conf = _service_conf(service)
     prepayment = conf.booking.prepayment if conf else None
@@ -209,8 +229,7 @@ def _write_invoice_lines(basket: Basket) -> None:
 def open_baskets(family) -> list[Basket]:
     """The family's baskets still payable, soonest expiry first, with ``total_cents``,
     ``deadline`` (Paris time) and ``lines`` ready for display."""
-    baskets = list(Basket.objects.filter(family=family, state=Basket.State.OPEN, expires_at__gt=clock.now())
-                   .select_related("invoice", "regie").prefetch_related("invoice__lines").order_by("expires_at"))
+    baskets = list(payable_baskets(family).select_related("invoice", "regie").prefetch_related("invoice__lines").order_by("expires_at"))
     for basket in baskets:
         basket.total_cents = basket.invoice.total_cents
         basket.deadline = basket.expires_at.astimezone(clock.PARIS)
@@ -331,7 +350,7 @@ def settle_basket_invoices(payment: PaymentAttempt, invoice_ids: list[int]) -> N
     to the family's credit. An expired basket of adhesions only released nothing: paid late, it
     is settled all the same while those adhesions still wait for their payment (else the money
     goes to credit: the adhesion was paid meanwhile)."""
-    from marelle.billing.invoicing import _debtors, _next_numbers
+    from marelle.billing.invoicing import debtors_of, reserve_invoice_numbers
     from marelle.booking.services import enrolment_adhesion_paid
 
     baskets = list(Basket.objects.select_for_update(of=("self",)).select_related("regie", "invoice")
@@ -344,10 +363,10 @@ def settle_basket_invoices(payment: PaymentAttempt, invoice_ids: list[int]) -> N
             if any(i.kind != BasketItem.Kind.ADHESION or i.enrolment.adhesion != AWAITING_ADHESION for i in items):
                 continue
         invoice = basket.invoice
-        [number] = _next_numbers(basket.regie, clock.today().year, 1)
+        [number] = reserve_invoice_numbers(basket.regie, clock.today().year, 1)
         invoice.number, invoice.status, invoice.issued_at, invoice.due_date = number, Invoice.Status.TO_PAY, now, \
             clock.today()
-        invoice.debtor = _debtors([invoice.family_id]).get(invoice.family_id, {})
+        invoice.debtor = debtors_of([invoice.family_id]).get(invoice.family_id, {})
         invoice.save(update_fields=["number", "status", "issued_at", "due_date", "debtor"])
         basket.state, basket.closed_at = Basket.State.PAID, now
         basket.save(update_fields=["state", "closed_at"])

@@ -149,7 +149,7 @@ def _create_drafts(run, regie, lines, label, start, end) -> None:
     InvoiceLine.objects.bulk_create(invoice_lines, batch_size=2000)
 
 
-def _next_numbers(regie: Regie, year: int, count: int) -> list[str]:
+def reserve_invoice_numbers(regie: Regie, year: int, count: int) -> list[str]:
     """``count`` consecutive numbers, reserved under the counter's row lock: two runs issuing
     at once wait for each other, so numbers are unique and leave no gap."""
     InvoiceCounter.objects.get_or_create(regie=regie, year=year)
@@ -168,7 +168,7 @@ def _due_date(regie: Regie, issued_on: date, period_start: date | None) -> date:
     return issued_on + timedelta(days=invoicing.get("due_days", 30))
 
 
-def _debtors(family_ids) -> dict[int, dict]:
+def debtors_of(family_ids) -> dict[int, dict]:
     debtors = {}
     for guardian in Guardian.objects.filter(family_id__in=family_ids, position=1):
         debtors[guardian.family_id] = {
@@ -193,7 +193,7 @@ def invoicing_run_issue(*, actor, run_id: int) -> InvoicingRun:
     count = run.invoices.filter(status=Invoice.Status.DRAFT).count()
     now = timezone.now()
     today = clock.today()
-    numbers = _next_numbers(run.regie, today.year, count)
+    numbers = reserve_invoice_numbers(run.regie, today.year, count)
     if count:
         _issue_drafts(run, first=int(numbers[0].rsplit("-", 1)[1]), year=today.year, now=now,
                       due=_due_date(run.regie, today, run.period_start))
@@ -206,8 +206,8 @@ def invoicing_run_issue(*, actor, run_id: int) -> InvoicingRun:
 
 
 def _issue_drafts(run: InvoicingRun, *, first: int, year: int, now, due: date) -> None:
-    """Numbers in (family, pk) order, like ``_next_numbers`` gives them; the debtor frozen
-    from the family's first guardian (as ``_debtors`` builds it)."""
+    """Numbers in (family, pk) order, like ``reserve_invoice_numbers`` gives them; the debtor frozen
+    from the family's first guardian (as ``debtors_of`` builds it)."""
     invoices, guardians = Invoice._meta.db_table, Guardian._meta.db_table
     civilities = dict(Guardian._meta.get_field("civility").flatchoices)
     with connection.cursor() as cursor:
@@ -268,7 +268,7 @@ def credit_note_create(*, actor, invoice_id: int, amount_cents: int, reason: str
         raise InvoicingError(f"L'avoir dépasse ce qui reste à payer ({invoice.balance_cents} centimes) : pour la part "
                              "déjà réglée, enregistrez un remboursement du paiement.")
     now = timezone.now()
-    [number] = _next_numbers(invoice.regie, clock.today().year, 1)
+    [number] = reserve_invoice_numbers(invoice.regie, clock.today().year, 1)
     credit = Invoice.objects.create(
         regie=invoice.regie, family=invoice.family, kind=Invoice.Kind.CREDIT_NOTE, credited_invoice=invoice,
         number=number, label=f"Avoir sur la facture {invoice.number} : {reason.strip()}", status=Invoice.Status.PAID,

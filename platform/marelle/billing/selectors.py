@@ -403,12 +403,12 @@ def family_invoice(family: Family, invoice_id) -> Invoice:
 def family_billing_summary(family: Family) -> dict:
     """For the family's home card: how many invoices are left to pay, and how much; the
     immediate payments waiting (adhesion, prepaid bookings) and the soonest deadline (2 queries)."""
-    from marelle.billing.models import Basket
+    from marelle.billing.baskets import payable_baskets
 
     totals = (Invoice.objects.filter(family=family, kind=Invoice.Kind.INVOICE, status__in=UNPAID,
                                      total_cents__gt=F("paid_cents"))
               .aggregate(count=Count("id"), due=Sum(F("total_cents") - F("paid_cents"))))
-    baskets = (Basket.objects.filter(family=family, state=Basket.State.OPEN, expires_at__gt=clock.now())
+    baskets = (payable_baskets(family)
                .aggregate(count=Count("id"), due=Sum("invoice__total_cents"), soonest=Min("expires_at")))
     return {"to_pay_count": totals["count"], "to_pay_cents": totals["due"] or 0,
             "to_pay_display": format_euros(totals["due"] or 0),

@@ -41,7 +41,7 @@ from marelle.booking.serializers import (
     ReservationRejectedSerializer,
     ReservationSerializer,
 )
-from marelle.booking.services import Change, ReservationRejected, reservation_submit, service_config
+from marelle.booking.services import Change, ReservationRejected, reservation_submit
 from marelle.catalog.models import Unit
 from marelle.families.models import Child
 from marelle.families.permissions import child_of_family
@@ -195,15 +195,10 @@ def _same_request(reservation: Reservation, changes: list[Change]) -> bool:
     return sent == {(line.day, line.unit_code, line.action) for line in reservation.line_list}
 
 
-def enrolment_is_prepaid(enrolment: Enrolment) -> bool:
-    return service_config(enrolment.service).booking.prepayment is not None
+def _payment_due(request, enrolment: Enrolment, reservation: Reservation) -> dict | None:
+    from marelle.billing.baskets import is_prepaid, open_basket_for
 
-
-def _payment_due(request, reservation: Reservation) -> dict | None:
-    from marelle.billing.models import Basket
-
-    basket = (Basket.objects.filter(state=Basket.State.OPEN, items__booking__reservation=reservation)
-              .select_related("invoice").first())
+    basket = open_basket_for(reservation) if is_prepaid(enrolment.service) else None
     if basket is None:
         return None
     return {"amount_cents": basket.invoice.total_cents, "pay_before": basket.expires_at,
@@ -283,7 +278,7 @@ class EnrolmentReservationCreateApi(BookingApi):
             return Response({"detail": KEY_REUSED.format(number=reservation.number)},
                             status=status.HTTP_409_CONFLICT)
         reservation.service_label, reservation.period_label = enrolment.service.label, enrolment.period.label
-        reservation.payment_due = _payment_due(request, reservation) if enrolment_is_prepaid(enrolment) else None
+        reservation.payment_due = _payment_due(request, enrolment, reservation)
         data = ReservationSerializer(reservation).data
         if replayed:
             return Response(data, status=status.HTTP_200_OK, headers={REPLAYED_HEADER: "true"})

@@ -457,7 +457,8 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
     if rules.booking.prepayment is not None:
         from marelle.billing.baskets import basket_for_reservation
 
-        basket_for_reservation(actor=actor, reservation=reservation)
+        # Kept on the réservation for the page or API answer that follows (no second look-up).
+        reservation.basket = basket_for_reservation(actor=actor, reservation=reservation)
     if cancelled:
         from marelle.billing.baskets import credit_cancelled_prepaid_days
 

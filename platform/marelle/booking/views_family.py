@@ -850,7 +850,7 @@ def recap(request, enrolment_id: int):
             return redirect("booking:planning", enrolment_id=enrolment.pk)
         return _render_recap(request, enrolment, rejected=rejected.problems, status=422)
     _store_selection(request, enrolment, {})
-    basket = _open_basket_of(reservation)
+    basket = _payment_due(enrolment, reservation)
     if basket is not None:
         deadline = timezone.localtime(basket.expires_at)
         messages.warning(request, f"Réservation n° {reservation.number} enregistrée : elle se paie d'avance. Réglez "
@@ -861,11 +861,10 @@ def recap(request, enrolment_id: int):
     return redirect("booking:reservation", number=reservation.number)
 
 
-def _open_basket_of(reservation):
-    from marelle.billing.models import Basket
+def _payment_due(enrolment, reservation):
+    from marelle.billing.baskets import is_prepaid, open_basket_for
 
-    return (Basket.objects.filter(state=Basket.State.OPEN, items__booking__reservation=reservation)
-            .select_related("invoice").first())
+    return open_basket_for(reservation) if is_prepaid(enrolment.service) else None
 
 
 # --- Réservations and history --------------------------------------------------------------
