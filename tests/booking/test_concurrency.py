@@ -118,3 +118,32 @@ def test_a_retried_submission_racing_itself_books_once(race):
         assert Booking.objects.filter(state="accepted").count() == 2
 
     in_own_connection(check)
+
+
+def test_a_refused_booking_writes_nothing_and_rolls_nothing_back(race):
+    # Outside a transaction, a réservation of bookings is one statement: refused by the
+    # capacity CHECK, it leaves nothing to roll back, and the connection keeps its prepared
+    # statements (psycopg deallocates them all on ROLLBACK).
+    commune, enrolment_ids = race
+
+    def prepared_statements():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            return cursor.fetchone()[0]
+
+    def scenario():
+        connection.set_tenant(commune)
+        Establishment.objects.filter(code="ecole").update(capacity=1)
+        first, second = (BookLastPlaces.prepare(pk) for pk in enrolment_ids[:2])
+        with time_machine.travel(MONDAY, tick=False):
+            reservation_submit(actor=None, enrolment=first, changes=[Change(DAY, "repas")])
+            before = prepared_statements()
+            with pytest.raises(ReservationRejected, match="complet, plus de place"):
+                reservation_submit(actor=None, enrolment=second,
+                                   changes=[Change(date(2026, 9, 15), "repas"), Change(DAY, "repas")])
+            after = prepared_statements()
+        return before, after, {o.day: o.taken for o in Occupancy.objects.all()}, Reservation.objects.count()
+
+    before, after, taken, reservations = in_own_connection(scenario)
+    assert before >= 1 and after > before
+    assert taken == {DAY: 1} and reservations == 1

@@ -216,6 +216,36 @@ def test_waiting_list_and_promotion_of_the_next_family(in_beta, clock, django_ca
     assert "Une place s'est libérée" in mail.outbox[-1].subject and mail.outbox[-1].to == ["b@example.fr"]
 
 
+def test_a_waiting_list_takes_the_full_days_of_a_reservation_and_books_the_others(in_beta, clock):
+    Establishment.objects.filter(code="centre").update(capacity=1)
+    full_day, free_day = date(2026, 9, 16), date(2026, 9, 23)
+    book(alsh_child("a@example.fr", "Ana"), [full_day], unit="journee")
+    reservation = book(alsh_child("b@example.fr", "Bilal"), [full_day, free_day], unit="journee")
+    assert {line.day: line.state for line in reservation.lines.all()} == {full_day: "waiting", free_day: "requested"}
+    assert reservation.state == Reservation.State.REQUESTED
+    assert [line.day for line in reservation.written_lines] == [full_day, free_day]
+    assert {o.day: o.taken for o in Occupancy.objects.all()} == {full_day: 1, free_day: 1}
+
+
+def test_a_full_day_refuses_the_whole_reservation_and_names_every_line_in_the_way(cantine, lea):
+    Establishment.objects.filter(service__code="cantine").update(capacity=1)
+    book(cantine, [NEXT_WEEK[1]])
+    other = make_family("z@example.fr", children=("Zoé",)).children.get()
+    accept_document(other)
+    zoe = enrol(other, "cantine")
+    book(zoe, [NEXT_WEEK[0]])
+    before = {o.day: o.taken for o in Occupancy.objects.all()}
+    with pytest.raises(ReservationRejected) as rejected:
+        book(cantine, NEXT_WEEK[:3])  # full, already booked, free
+    assert [(p.change.day, p.rule, p.reason) for p in rejected.value.problems] == [
+        (NEXT_WEEK[0], "full", "Repas le 14/09/2026 : complet, plus de place."),
+        (NEXT_WEEK[1], "other", "Repas le 15/09/2026 : déjà réservé ou demandé."),
+    ]
+    assert {o.day: o.taken for o in Occupancy.objects.all()} == before  # the free day took nothing
+    assert Reservation.objects.count() == 2
+    assert book(cantine, [NEXT_WEEK[2]]).number == "R2026-000003"  # and no number was spent
+
+
 def test_full_without_waiting_list_is_refused(cantine, lea):
     Establishment.objects.filter(service__code="cantine").update(capacity=1)
     other = make_family("z@example.fr", children=("Zoé",)).children.get()

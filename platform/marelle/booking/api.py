@@ -7,17 +7,13 @@ enrolment or réservation is a 404 (ids reveal nothing); staff get 403; anonymou
 Submission (POST …/reservations/) is all-or-nothing. With an ``Idempotency-Key`` header, a
 retry of the same request by the same account returns the réservation of the first attempt
 (200, header ``Idempotent-Replayed: true``) and never books twice, even when the retry
-races the first attempt (the service serialises them on the child's row and the key's
-unique constraint). A key already used for a different request is a 409.
+races the first attempt (the database decides: the key's unique index and the index of a
+child's live bookings). A key already used for a different request is a 409.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
-
 from django.db.models import F, Prefetch, prefetch_related_objects
-from django.db.models.signals import post_save
 from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -40,8 +36,10 @@ from marelle.booking.serializers import (
     ReservationInputSerializer,
     ReservationRejectedSerializer,
     ReservationSerializer,
+    reservation_data,
 )
 from marelle.booking.services import Change, ReservationRejected, reservation_submit
+from marelle.booking.statements import enrolment_of_family
 from marelle.catalog.models import Unit
 from marelle.families.models import Child
 from marelle.families.permissions import child_of_family
@@ -70,33 +68,6 @@ INPUT_ERRORS = {400: OpenApiResponse(description="Données mal formées : un mes
                                                  "(et par ligne, dans l'ordre envoyé).")}
 
 
-# --- Which réservation this request created (201) or found again (200) --------------------------
-# reservation_submit returns the first réservation of a replayed key without saying so; a
-# retry that raced its first attempt only finds it once the first commits. What this
-# request's thread/task created is what post_save(created=True) saw while it ran.
-
-_created_here: ContextVar[set | None] = ContextVar("booking_api_created_here", default=None)
-
-
-def _note_created(sender, instance, created, **kwargs):
-    bucket = _created_here.get()
-    if created and bucket is not None:
-        bucket.add(instance.pk)
-
-
-post_save.connect(_note_created, sender=Reservation, dispatch_uid="booking_api.note_created")
-
-
-@contextmanager
-def tracking_creations():
-    bucket: set = set()
-    token = _created_here.set(bucket)
-    try:
-        yield bucket
-    finally:
-        _created_here.reset(token)
-
-
 # --- Base --------------------------------------------------------------------------------------
 
 
@@ -114,13 +85,9 @@ class BookingApi(APIView):
         return child_of_family(self.family, self.kwargs["child_id"])
 
     def get_enrolment(self) -> Enrolment:
-        try:
-            enrolment = (Enrolment.objects.select_related("child", "service", "period", "establishment")
-                         .exclude(child__status=Child.Status.ARCHIVED)
-                         .get(pk=self.kwargs["enrolment_id"], child__family=self.family))
-        except Enrolment.DoesNotExist:
-            raise Http404(ENROLMENT_NOT_FOUND) from None
-        enrolment.child.family = self.family  # already loaded by the permission check
+        enrolment = enrolment_of_family(self.family, self.kwargs["enrolment_id"])
+        if enrolment is None:
+            raise Http404(ENROLMENT_NOT_FOUND)
         return enrolment
 
 
@@ -261,13 +228,12 @@ class EnrolmentReservationCreateApi(BookingApi):
         serializer = ReservationInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         changes = serializer.changes()
-        with tracking_creations() as created:
-            try:
-                reservation = reservation_submit(actor=request.user, enrolment=enrolment, changes=changes,
-                                                 idempotency_key=key)
-            except ReservationRejected as rejected:
-                return rejection(rejected)
-        replayed = reservation.pk not in created
+        try:
+            reservation = reservation_submit(actor=request.user, enrolment=enrolment, changes=changes,
+                                             idempotency_key=key)
+        except ReservationRejected as rejected:
+            return rejection(rejected)
+        replayed = reservation.replayed
         if replayed:
             prefetch_related_objects([reservation], Prefetch("lines", queryset=LINES, to_attr="line_list"))
         else:  # just written: the lines are in memory
@@ -279,7 +245,7 @@ class EnrolmentReservationCreateApi(BookingApi):
                             status=status.HTTP_409_CONFLICT)
         reservation.service_label, reservation.period_label = enrolment.service.label, enrolment.period.label
         reservation.payment_due = _payment_due(request, enrolment, reservation)
-        data = ReservationSerializer(reservation).data
+        data = reservation_data(reservation)
         if replayed:
             return Response(data, status=status.HTTP_200_OK, headers={REPLAYED_HEADER: "true"})
         location = reverse("booking_api:reservation", kwargs={"number": reservation.number})
@@ -297,7 +263,7 @@ class ChildReservationListApi(BookingApi):
         # selectors.reservation_history's 50 latest, with a stable order when two share an instant.
         reservations = (reservations_with_lines().filter(child=self.get_child())
                         .order_by("-created_at", "-pk")[:HISTORY_LENGTH])
-        return Response(ReservationSerializer(reservations, many=True).data)
+        return Response([reservation_data(reservation) for reservation in reservations])
 
 
 class ReservationDetailApi(BookingApi):
@@ -312,4 +278,4 @@ class ReservationDetailApi(BookingApi):
                            .get(number=number, child__family=self.family))
         except Reservation.DoesNotExist:
             raise Http404(RESERVATION_NOT_FOUND) from None
-        return Response(ReservationSerializer(reservation).data)
+        return Response(reservation_data(reservation))

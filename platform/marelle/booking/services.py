@@ -15,9 +15,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from marelle.audit.models import AuditEvent
 from marelle.audit.services import audit_record
 from marelle.billing.pricing import bracket_code, unit_price_cents
-from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation, ReservationCounter
+from marelle.booking import statements
+from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation
 from marelle.catalog.models import Establishment, Period, Service, Unit
 from marelle.core import clock
 from marelle.core.commune import current_config
@@ -180,6 +182,16 @@ def _calendar_for(service_conf):
     return ServiceCalendar(service_conf, current_config())
 
 
+def active_units(service: Service) -> list[Unit]:
+    """The service's bookable units, in display order: those loaded with it
+    (``service.active_units``, as statements.enrolment_of_family and the enrolments API
+    load them), or read now."""
+    units = getattr(service, "active_units", None)
+    if units is None:
+        units = list(Unit.objects.filter(service=service, archived_at__isnull=True).order_by("position", "code"))
+    return units
+
+
 def plan_changes(*, enrolment: Enrolment, changes: list[Change], now: datetime | None = None) -> tuple[list[PlannedLine], list[LineProblem]]:
     """Evaluate every change against the rules, without writing anything (the recap)."""
     from marelle.booking.rules import evaluate
@@ -187,7 +199,7 @@ def plan_changes(*, enrolment: Enrolment, changes: list[Change], now: datetime |
     now = now or timezone.now()
     service_conf = service_config(enrolment.service)
     period_conf = next(p for p in service_conf.periods if p.code == enrolment.period.code)
-    units = {u.code: u for u in Unit.objects.filter(service=enrolment.service, archived_at__isnull=True)}
+    units = {u.code: u for u in active_units(enrolment.service)}
     unit_confs = {u.code: u for u in service_conf.units}
     calendar = _calendar_for(service_conf)
     tz = commune_tz()
@@ -233,7 +245,7 @@ def _limit_problems(enrolment: Enrolment, service_conf, calendar, planned: list[
     from marelle.booking.rules import check_week_limits, group_by_week, week_start
 
     rules = service_conf.booking
-    if not planned or not (rules.min_days_per_week or rules.max_days_per_week or rules.max_days_per_period):
+    if not planned or not _has_limits(service_conf):
         return []
     period = enrolment.period
     days = set(Booking.objects.filter(child=enrolment.child, enrolment=enrolment, action="book",
@@ -269,34 +281,6 @@ def _check_time_range(change: Change, unit_conf) -> str | None:
     return None
 
 
-def _next_number() -> str:
-    """The next réservation number of the year, in one statement: the upsert locks the
-    counter row until commit, so concurrent submissions queue and numbers have no gap."""
-    year = clock.today().year
-    table = ReservationCounter._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {table} (year, last) VALUES (%s, 1) "
-                       f"ON CONFLICT (year) DO UPDATE SET last = {table}.last + 1 RETURNING last", [year])
-        (number,) = cursor.fetchone()
-    return f"R{year}-{number:06d}"
-
-
-def _take_seat(establishment: Establishment, unit: Unit, day: date) -> bool:
-    """Take one place, or return False when the day is full. One statement decides: the
-    establishment's current capacity (from the YAML, per unit if set) is read inside it."""
-    table, establishments = Occupancy._meta.db_table, Establishment._meta.db_table
-    capacity = (f"(SELECT COALESCE((e.unit_capacities ->> %(unit_code)s)::int, e.capacity) "
-                f"FROM {establishments} e WHERE e.id = %(establishment)s)")
-    params = {"establishment": establishment.pk, "unit": unit.pk, "unit_code": unit.code, "day": day}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} AS o (establishment_id, unit_id, day, capacity, taken) "
-            f"VALUES (%(establishment)s, %(unit)s, %(day)s, {capacity}, 1) "
-            f"ON CONFLICT (establishment_id, unit_id, day) DO UPDATE "
-            f"SET taken = o.taken + 1, capacity = {capacity} WHERE o.taken < {capacity} RETURNING o.taken", params)
-        return cursor.fetchone() is not None
-
-
 def _release_seat(booking: Booking) -> None:
     Occupancy.objects.filter(establishment_id=booking.establishment_id, unit_id=booking.unit_id, day=booking.day,
                              taken__gt=0).update(taken=F("taken") - 1)
@@ -308,7 +292,7 @@ def _promote_waiting(establishment_id: int, unit_id: int, day: date) -> None:
     waiting = (Booking.objects.select_for_update(skip_locked=True)
                .filter(establishment_id=establishment_id, unit_id=unit_id, day=day, state=Booking.State.WAITING)
                .order_by("waiting_since", "pk").select_related("establishment", "unit", "reservation").first())
-    if waiting is None or not _take_seat(waiting.establishment, waiting.unit, day):
+    if waiting is None or not statements.take_seats(waiting.establishment_id, [(waiting.unit, day)]):
         return
     rules = service_config(waiting.unit.service)
     waiting.state = Booking.State.ACCEPTED if rules.booking.mode == "immediate" else Booking.State.REQUESTED
@@ -352,29 +336,89 @@ def _refresh_reservation_state(reservation: Reservation) -> None:
 
 def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], idempotency_key: str = "",
                        now: datetime | None = None) -> Reservation:
-    """Book and/or cancel days for one child in one numbered réservation, all or nothing."""
-    if idempotency_key:
-        existing = Reservation.objects.filter(created_by=actor, idempotency_key=idempotency_key).first()
-        if existing:
-            return existing
+    """Book and/or cancel days for one child in one numbered réservation, all or nothing.
+
+    ``enrolment`` comes with its child (and the child's family), service, period and
+    establishment, as :func:`marelle.booking.statements.enrolment_of_family` loads them.
+
+    The rules are evaluated first (pure, marelle.booking.rules); then the réservation is
+    written without looking first, and the database refuses what cannot be: a full day,
+    a day the child already holds, an Idempotency-Key already used. Only then does one
+    read tell which (statements.obstacles). A submission that cannot be made because it
+    was made already (a retry, even one racing its first attempt) returns the first
+    réservation, with ``replayed`` set to True.
+    """
     if not changes:
         raise ReservationRejected([])
     # A stable order for the row locks taken below: no deadlock between two submissions.
     changes = sorted(changes, key=lambda c: (c.day, c.unit, c.action))
     planned, problems = plan_changes(enrolment=enrolment, changes=changes, now=now)
     if problems:
+        first = _first_attempt(actor, idempotency_key)  # a retry after, say, the deadline passed
+        if first is not None:
+            return first
         _count_rejections(problems)
         raise ReservationRejected(problems)
-    try:
-        with transaction.atomic():
-            return _write_reservation(actor, enrolment, planned, idempotency_key)
-    except ReservationRejected as rejected:
-        _count_rejections(rejected.problems)
-        raise
-    except IntegrityError as error:
-        if idempotency_key and "reservation_idempotency_per_user" in str(error):
-            return Reservation.objects.get(created_by=actor, idempotency_key=idempotency_key)
-        raise
+    waiting_list = service_config(enrolment.service).booking.when_full == "waiting_list"
+    wanted = [(line.unit, line.change.day) for line in planned if line.change.action == "book"]
+    full: set = set()
+    for _attempt in range(WRITE_ATTEMPTS):
+        try:
+            reservation = _write_reservation(actor, enrolment, planned, idempotency_key, full=full)
+        except IntegrityError as error:
+            if _violated(error) not in (CAPACITY_CONSTRAINT, LIVE_BOOKING_CONSTRAINT, IDEMPOTENCY_CONSTRAINT):
+                raise
+            problems = []
+        except ReservationRejected as rejected:  # cancellations and limits, decided under locks
+            problems = rejected.problems
+        else:
+            reservation.replayed = False
+            return reservation
+        full, held, first_id = statements.obstacles(
+            enrolment, wanted, actor_id=getattr(actor, "pk", None), idempotency_key=idempotency_key)
+        if first_id is not None:
+            first = Reservation.objects.get(pk=first_id)
+            first.replayed = True
+            return first
+        by_key = {(line.unit.pk, line.change.day): line for line in planned if line.change.action == "book"}
+        problems += [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : déjà réservé ou "
+                                              f"demandé.") for key, line in by_key.items() if key in held]
+        if not waiting_list:
+            problems += [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : complet, plus "
+                                                  f"de place.", "full") for key, line in by_key.items()
+                         if key in full and key not in held]
+        if problems:
+            problems.sort(key=lambda p: (p.change.day, p.change.unit))
+            _count_rejections(problems)
+            raise ReservationRejected(problems)
+        # Nothing stands in the way any more (a place was freed meanwhile), or, with a
+        # waiting list, these days are full now: write again, those on the waiting list.
+    raise ReservationRejected([LineProblem(planned[0].change, "Trop de demandes au même moment pour ces jours : "
+                                                             "envoyez de nouveau la réservation.", "busy")])
+
+
+#: Writes tried before giving up when other families keep filling the same days meanwhile.
+WRITE_ATTEMPTS = 4
+CAPACITY_CONSTRAINT = statements.CAPACITY_CONSTRAINT
+LIVE_BOOKING_CONSTRAINT = "one_live_booking_per_child_unit_day"
+IDEMPOTENCY_CONSTRAINT = "reservation_idempotency_per_user"
+
+
+def _violated(error: IntegrityError) -> str:
+    """The name of the constraint an IntegrityError reports ("" when unknown)."""
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) or ""
+
+
+def _first_attempt(actor, idempotency_key: str) -> Reservation | None:
+    """The réservation this account already made with this key, if any."""
+    if not idempotency_key:
+        return None
+    first = Reservation.objects.filter(created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                                       idempotency_key=idempotency_key).first()
+    if first is not None:
+        first.replayed = True
+    return first
 
 
 def _count_rejections(problems: list[LineProblem]) -> None:
@@ -384,74 +428,89 @@ def _count_rejections(problems: list[LineProblem]) -> None:
         count_booking_rejection(problem.rule)
 
 
-def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], idempotency_key: str) -> Reservation:
-    """Decide every line (seats taken, cancellations applied), then write the réservation
-    with its total and state and all its lines in one INSERT: a fixed number of statements
-    plus one per line (the seat), whatever the size of the commune."""
+def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], idempotency_key: str, *,
+                       full: set) -> Reservation:
+    """Write the réservation: its lines decided (on the waiting list for the ``full``
+    (unit id, day), cancellations applied), its total and state, its audit event.
+
+    A réservation of bookings only is one statement, on its own outside a transaction
+    (statements.insert_reservation). Cancellations, min/max days per week or period and
+    prepaid services need reads and writes under locks first: those run in a transaction.
+    So does every write made inside a caller's transaction, in a savepoint of its own (a
+    refused statement would otherwise abort the caller's transaction)."""
     rules = service_config(enrolment.service)
-    when_full = rules.booking.when_full
-    child = Child.objects.select_for_update().get(pk=enrolment.child_id)  # one submission per child at a time
-    if idempotency_key:
-        # A retry that waited for the lock behind its first attempt finds it done here.
-        existing = Reservation.objects.filter(created_by=actor, idempotency_key=idempotency_key).first()
-        if existing:
-            return existing
-    live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update().filter(
-        child=child, day__in=[p.change.day for p in planned], state__in=Booking.LIVE_STATES)}
-    problems, lines, total, cancelled = [], [], 0, []
+    locked_work = (_has_limits(rules) or rules.booking.prepayment is not None
+                   or any(line.change.action == "cancel" for line in planned))
+    if locked_work or connection.in_atomic_block:
+        with transaction.atomic():
+            return _write_lines(actor, enrolment, planned, idempotency_key, full=full, rules=rules)
+    return _write_lines(actor, enrolment, planned, idempotency_key, full=full, rules=rules)
+
+
+def _write_lines(actor, enrolment: Enrolment, planned: list[PlannedLine], idempotency_key: str, *, full: set,
+                 rules) -> Reservation:
+    child = enrolment.child
+    if _has_limits(rules):
+        # Min/max days: checked again under the child's lock, on the planning as it is now.
+        Child.objects.select_for_update().filter(pk=child.pk).values_list("pk").get()
+        problems = _limit_problems(enrolment, rules, _calendar_for(rules), planned)
+        if problems:
+            raise ReservationRejected(problems)
+    cancels = [line for line in planned if line.change.action == "cancel"]
+    live = {}
+    if cancels:
+        live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update().filter(
+            child_id=child.pk, action=Booking.Action.BOOK, day__in=[line.change.day for line in cancels],
+            state__in=Booking.LIVE_STATES)}
+    problems, lines, seated, total, cancelled = [], [], [], 0, []
     now = timezone.now()
     common = {"enrolment": enrolment, "child": child, "establishment_id": enrolment.establishment_id}
     for line in planned:
         change, unit, decision = line.change, line.unit, line.decision
-        current = live.get((unit.pk, change.day))
         if change.action == "book":
-            if current is not None:
-                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : déjà réservé ou demandé."))
-                continue
-            if _take_seat(enrolment.establishment, unit, change.day):
-                state = Booking.State.ACCEPTED if decision.outcome == "accepted" else Booking.State.REQUESTED
-            elif when_full == "waiting_list":
+            if (unit.pk, change.day) in full:  # and the service keeps a waiting list
                 state = Booking.State.WAITING
             else:
-                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : complet, plus de place.",
-                                            "full"))
-                continue
-            lines.append(Booking(
+                state = Booking.State.ACCEPTED if decision.outcome == "accepted" else Booking.State.REQUESTED
+            booking = Booking(
                 **common, unit=unit, day=change.day, start_time=change.start, end_time=change.end, action="book",
                 state=state, unit_price_cents=line.price_cents, surcharge_cents=decision.surcharge_cents,
-                late=decision.late, waiting_since=now if state == Booking.State.WAITING else None))
+                late=decision.late, waiting_since=now if state == Booking.State.WAITING else None)
+            lines.append(booking)
+            if state != Booking.State.WAITING:
+                seated.append(booking)
             total += line.price_cents + decision.surcharge_cents
+            continue
+        current = live.get((unit.pk, change.day))
+        if current is None or current.state == Booking.State.CANCEL_REQUESTED:
+            problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : aucune réservation à annuler."))
+            continue
+        if current.state in (Booking.State.WAITING, Booking.State.REQUESTED) or decision.outcome == "accepted":
+            # Leaving a waiting list or withdrawing a pending request needs nobody's approval.
+            seat = current.state != Booking.State.WAITING
+            current.state = Booking.State.CANCELLED
+            current.save(update_fields=["state", "updated_at"])
+            if seat:
+                _release_seat(current)
+            state = Booking.State.CANCELLED
         else:
-            if current is None or current.state == Booking.State.CANCEL_REQUESTED:
-                problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : aucune réservation à annuler."))
-                continue
-            if current.state in (Booking.State.WAITING,) or decision.outcome == "accepted" or \
-                    current.state == Booking.State.REQUESTED:
-                # Leaving a waiting list or withdrawing a pending request needs nobody's approval.
-                seat = current.state != Booking.State.WAITING
-                current.state = Booking.State.CANCELLED
-                current.save(update_fields=["state", "updated_at"])
-                if seat:
-                    _release_seat(current)
-                state = Booking.State.CANCELLED
-            else:
-                current.state = Booking.State.CANCEL_REQUESTED
-                current.save(update_fields=["state", "updated_at"])
-                state = Booking.State.CANCEL_REQUESTED
-            lines.append(Booking(
-                **common, unit=unit, day=change.day, action="cancel", state=_cancel_line_state(state),
-                unit_price_cents=-current.unit_price_cents if state == Booking.State.CANCELLED else 0))
-            if state == Booking.State.CANCELLED:
-                total -= current.unit_price_cents + current.surcharge_cents
-                cancelled.append(current)
+            current.state = Booking.State.CANCEL_REQUESTED
+            current.save(update_fields=["state", "updated_at"])
+            state = Booking.State.CANCEL_REQUESTED
+        lines.append(Booking(
+            **common, unit=unit, day=change.day, action="cancel", state=_cancel_line_state(state),
+            unit_price_cents=-current.unit_price_cents if state == Booking.State.CANCELLED else 0))
+        if state == Booking.State.CANCELLED:
+            total -= current.unit_price_cents + current.surcharge_cents
+            cancelled.append(current)
     if problems:
         raise ReservationRejected(problems)  # rolls the whole transaction back
-    reservation = Reservation.objects.create(
-        number=_next_number(), child=child, enrolment=enrolment, state=_reservation_state(b.state for b in lines),
-        total_cents=total, created_by=actor, idempotency_key=idempotency_key)
-    for booking in lines:
-        booking.reservation = reservation
-    Booking.objects.bulk_create(lines)
+    reservation = Reservation(child=child, enrolment=enrolment, state=_reservation_state(b.state for b in lines),
+                              total_cents=total, created_by=actor, idempotency_key=idempotency_key)
+    audit = AuditEvent(actor=actor if getattr(actor, "is_authenticated", False) else None,
+                       action="reservation.submitted", target="reservation:", family_id=child.family_id,
+                       details={"lines": len(planned)})
+    statements.insert_reservation(reservation, lines, seated=seated, year=clock.today().year, audit=audit)
     # The lines as the API and pages show them (day, then the unit's order), without reading them back.
     reservation.written_lines = sorted(lines, key=lambda b: (b.day, b.unit.position, b.pk))
     if rules.booking.prepayment is not None:
@@ -463,9 +522,12 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
         from marelle.billing.baskets import credit_cancelled_prepaid_days
 
         credit_cancelled_prepaid_days(actor=actor, bookings=cancelled, reservation=reservation)
-    audit_record(actor=actor, action="reservation.submitted", target=f"reservation:{reservation.number}",
-                 family_id=child.family_id, lines=len(planned))
     return reservation
+
+
+def _has_limits(service_conf) -> bool:
+    rules = service_conf.booking
+    return bool(rules.min_days_per_week or rules.max_days_per_week or rules.max_days_per_period)
 
 
 def release_unpaid_bookings(*, booking_ids: list[int]) -> int:

@@ -1,0 +1,68 @@
+"""Token authentication that finds the caller's family in the same statement.
+
+DRF's TokenAuthentication reads the token and its user (one ORM statement), then every
+families' endpoint asked for the guardian and its family (a second one): together about a
+third of the CPU of a booking. Here one hand-written statement reads token, user, guardian
+and family; the family is what ``marelle.families.permissions.family_of`` would answer
+(None for staff, for an account without family, or when the family is not active), kept on
+the request for ``request_family``.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.authtoken.models import Token
+
+from marelle.accounts.models import User
+from marelle.core.sql import Columns, prepared_cursor, table
+from marelle.families.models import Family, Guardian
+
+_TOKEN = Columns(Token, "t")
+_USER = Columns(User, "u")
+_GUARDIAN = Columns(Guardian, "g")
+_FAMILY = Columns(Family, "f")
+
+#: Where the family found with the token is kept (marelle.api.permissions.request_family).
+FAMILY_ATTRIBUTE = "_marelle_family"
+
+
+def _statement() -> str:
+    return (f"SELECT {_TOKEN.sql}, {_USER.sql}, {_GUARDIAN.sql}, {_FAMILY.sql} "
+            f"FROM {table(Token)} t "
+            f"JOIN {table(User)} u ON u.id = t.user_id "
+            f"LEFT JOIN {table(Guardian)} g ON g.user_id = u.id "
+            f"LEFT JOIN {table(Family)} f ON f.id = g.family_id "
+            f"WHERE t.key = %s")
+
+
+class FamilyTokenAuthentication(TokenAuthentication):
+    """``Authorization: Token <key>``, as DRF's, with the family read alongside."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is not None:
+            setattr(request, FAMILY_ATTRIBUTE, getattr(self, "_family", None))
+        return result
+
+    def authenticate_credentials(self, key):
+        self._family = None
+        with prepared_cursor() as cursor:
+            cursor.execute(_statement(), [key])
+            row = cursor.fetchone()
+        if row is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        token, offset = _TOKEN.build(row)
+        user, offset = _USER.build(row, offset)
+        guardian, offset = _GUARDIAN.build(row, offset)
+        family, _offset = _FAMILY.build(row, offset)
+        if not user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        token.user = user
+        if guardian is not None and family is not None and family.status == Family.Status.ACTIVE:
+            guardian.family = family
+            if guardian.position == 1:
+                family.primary_guardian = guardian  # as family_of does: one query less per page
+            self._family = family
+        return user, token
