@@ -18,9 +18,16 @@ from django.core.management import call_command
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from marelle.api.services import token_obtain
-from marelle.booking.api import reservations_with_lines
+from marelle.booking.api import REJECTED, rejection, reservations_with_lines
 from marelle.booking.models import Booking, Occupancy, Reservation
-from marelle.booking.serializers import ReservationSerializer, reservation_data
+from marelle.booking.serializers import (
+    ReservationInputSerializer,
+    ReservationRejectedSerializer,
+    ReservationSerializer,
+    plain_changes,
+    reservation_data,
+)
+from marelle.booking.services import Change, LineProblem, ReservationRejected
 from rest_framework.test import APIClient
 
 from tests.factories import accept_document, enrol, make_family, make_staff
@@ -223,6 +230,48 @@ def test_the_hand_built_answers_are_the_serializers(api, cantine, lea):
                                "url": "http://alpha.marelle.test/factures/a-payer/"}
     assert reservation_data(reservation) == ReservationSerializer(reservation).data
     assert reservation_data(reservation)["created_at"] == "2026-03-29T01:30:00+01:00"
+
+    refused = ReservationRejected([LineProblem(Change(date(2026, 9, 14), "repas"), "complet", "full"),
+                                   LineProblem(Change(date(2026, 9, 15), "repas", "cancel"), "rien à annuler")])
+    lines_sent = [{"jour": date(2026, 9, 14), "unite": "repas", "action": "reserver", "motif": "complet"},
+                  {"jour": date(2026, 9, 15), "unite": "repas", "action": "annuler", "motif": "rien à annuler"}]
+    assert rejection(refused).data == ReservationRejectedSerializer({"detail": REJECTED, "lignes": lines_sent}).data
+
+
+PLAIN_BODIES = [
+    lines(NEXT_WEEK),
+    lines(NEXT_WEEK[:1], action="annuler"),
+    {"lignes": [{"jour": "2026-09-14", "unite": "repas"}]},  # « reserver » by default
+    {"lignes": [{"jour": "2026-09-14", "unite": "repas", "debut": None, "fin": None}]},
+]
+OTHER_BODIES = [  # read or refused by the serializer itself
+    {"lignes": [{"jour": "2026-9-14", "unite": "repas"}]},
+    {"lignes": [{"jour": "2026-02-30", "unite": "repas"}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": " repas "}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": ""}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": "x" * 41}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": "accueil", "debut": "08:30", "fin": "17:00"}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": "repas", "action": "supprimer"}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": "repas", "action": ["reserver"]}]},
+    {"lignes": [{"jour": 20260914, "unite": "repas"}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": 7}]},
+    {"lignes": [{"jour": "2026-09-14", "unite": "repas", "couleur": "bleu"}]},
+    {"lignes": [{"unite": "repas"}]},
+    {"lignes": []}, {"lignes": "2026-09-14"}, {"lignes": ["2026-09-14"]}, {"lignes": [], "autre": 1}, {}, [],
+    {"lignes": [{"jour": "2026-09-14", "unite": "repas"}] * 401},
+]
+
+
+@pytest.mark.parametrize("body", PLAIN_BODIES)
+def test_plain_submissions_are_read_directly_as_the_serializer_reads_them(body):
+    serializer = ReservationInputSerializer(data=body)
+    assert serializer.is_valid(), serializer.errors
+    assert plain_changes(body) == serializer.changes()
+
+
+@pytest.mark.parametrize("body", OTHER_BODIES)
+def test_anything_else_is_left_to_the_serializer(body):
+    assert plain_changes(body) is None
 
 
 def test_reservation_history_and_detail(api, cantine, lea, clock):

@@ -10,6 +10,8 @@ the request for ``request_family``.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
@@ -28,12 +30,13 @@ _FAMILY = Columns(Family, "f")
 FAMILY_ATTRIBUTE = "_marelle_family"
 
 
-def _statement() -> str:
+@lru_cache(maxsize=4096)
+def _statement(schema: str) -> str:
     return (f"SELECT {_TOKEN.sql}, {_USER.sql}, {_GUARDIAN.sql}, {_FAMILY.sql} "
-            f"FROM {table(Token)} t "
-            f"JOIN {table(User)} u ON u.id = t.user_id "
-            f"LEFT JOIN {table(Guardian)} g ON g.user_id = u.id "
-            f"LEFT JOIN {table(Family)} f ON f.id = g.family_id "
+            f"FROM {table(Token, schema)} t "
+            f"JOIN {table(User, schema)} u ON u.id = t.user_id "
+            f"LEFT JOIN {table(Guardian, schema)} g ON g.user_id = u.id "
+            f"LEFT JOIN {table(Family, schema)} f ON f.id = g.family_id "
             f"WHERE t.key = %s")
 
 
@@ -49,7 +52,7 @@ class FamilyTokenAuthentication(TokenAuthentication):
     def authenticate_credentials(self, key):
         self._family = None
         with prepared_cursor() as cursor:
-            cursor.execute(_statement(), [key])
+            cursor.execute(_statement(cursor.db.schema_name), [key])
             row = cursor.fetchone()
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))

@@ -36,6 +36,7 @@ from marelle.booking.serializers import (
     ReservationInputSerializer,
     ReservationRejectedSerializer,
     ReservationSerializer,
+    plain_changes,
     reservation_data,
 )
 from marelle.booking.services import Change, ReservationRejected, reservation_submit
@@ -173,11 +174,11 @@ def _payment_due(request, enrolment: Enrolment, reservation: Reservation) -> dic
 
 
 def rejection(rejected: ReservationRejected) -> Response:
-    lines = [{"jour": p.change.day, "unite": p.change.unit,
+    """422 with ReservationRejectedSerializer's shape (built directly, like reservation_data)."""
+    lines = [{"jour": p.change.day.isoformat(), "unite": p.change.unit,
               "action": SENT_ACTIONS.get(p.change.action, p.change.action), "motif": p.reason}
              for p in rejected.problems]
-    body = ReservationRejectedSerializer({"detail": REJECTED, "lignes": lines}).data
-    return Response(body, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    return Response({"detail": REJECTED, "lignes": lines}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
 
 
 SUBMISSION_EXAMPLE = OpenApiExample(
@@ -225,9 +226,11 @@ class EnrolmentReservationCreateApi(BookingApi):
     def post(self, request, enrolment_id):
         enrolment = self.get_enrolment()
         key = idempotency_key(request)
-        serializer = ReservationInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        changes = serializer.changes()
+        changes = plain_changes(request.data)
+        if changes is None:
+            serializer = ReservationInputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            changes = serializer.changes()
         try:
             reservation = reservation_submit(actor=request.user, enrolment=enrolment, changes=changes,
                                              idempotency_key=key)

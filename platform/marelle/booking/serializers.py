@@ -10,6 +10,7 @@ OpenAPI schema publishes docstrings.)
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from django.utils import timezone
@@ -226,6 +227,39 @@ class ReservationInputSerializer(StrictSerializer):
         return [Change(day=line["jour"], unit=line["unite"], action=ACTIONS[line["action"]],
                        start=line.get("debut"), end=line.get("fin"))
                 for line in self.validated_data["lignes"]]
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_LINE_KEYS = {"jour", "unite", "action", "debut", "fin"}
+
+
+def plain_changes(data) -> list[Change] | None:
+    """The changes of a plain, well-formed submission (days and units, no times), read
+    without DRF: its validation builds the serializer's fields anew for every request,
+    more than the rest of the parsing. None for anything else — a time, a missing or
+    unknown key, a value of the wrong type or shape — which ReservationInputSerializer then
+    reads or words the errors of; what is read here is what it would read
+    (tests/booking/test_api.py checks both)."""
+    if not isinstance(data, dict) or data.keys() != {"lignes"}:
+        return None
+    lines = data["lignes"]
+    if not isinstance(lines, list) or not 0 < len(lines) <= MAX_LINES:
+        return None
+    changes = []
+    for line in lines:
+        if not isinstance(line, dict) or not line.keys() <= _LINE_KEYS:
+            return None
+        day, unit, action = line.get("jour"), line.get("unite"), line.get("action", "reserver")
+        if line.get("debut") is not None or line.get("fin") is not None:
+            return None
+        if not (isinstance(day, str) and _ISO_DAY.fullmatch(day) and isinstance(unit, str)
+                and 0 < len(unit) <= 40 and unit.strip() == unit and isinstance(action, str) and action in ACTIONS):
+            return None
+        try:
+            changes.append(Change(day=date.fromisoformat(day), unit=unit, action=ACTIONS[action]))
+        except ValueError:
+            return None
+    return changes
 
 
 # The two serializers below read the labels the API's queries annotate (unit_code,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from marelle.catalog.models import Establishment, Period, Service, Unit
 from marelle.core import clock
 from marelle.core.commune import current_config
 from marelle.families.models import Child, Family
+from marelle.ops.metrics import count_booking_rejection, count_booking_write_retry
 
 # --- Configuration lookups ---------------------------------------------------------------
 
@@ -281,6 +282,31 @@ def _check_time_range(change: Change, unit_conf) -> str | None:
     return None
 
 
+# --- Lock order ------------------------------------------------------------------------------
+#
+# Whatever changes a child's bookings takes, in this order: the child's row (FOR NO KEY
+# UPDATE: the foreign-key checks of the lines being written for that child still pass),
+# the places concerned in (day, unit) order, then the booking rows. Two changes for one
+# child then queue instead of deadlocking (a cancellation holding the booking row while
+# waiting for the place, a new booking of the same day holding the place while waiting on
+# the booking row's unique index), and places are always taken in the same order.
+
+
+def _lock_children(child_ids) -> None:
+    list(Child.objects.select_for_update(no_key=True).filter(pk__in=sorted(set(child_ids))).order_by("pk")
+         .values_list("pk", flat=True))
+
+
+def _lock_places(establishment_id: int, keys) -> None:
+    """The existing Occupancy rows of these (unit id, day), locked in (day, unit) order."""
+    keys = set(keys)
+    if len(keys) < 2:
+        return  # one row: its own UPDATE or upsert locks it, nothing to order
+    list(Occupancy.objects.select_for_update(no_key=True)
+         .filter(establishment_id=establishment_id, unit_id__in={u for u, _ in keys}, day__in={d for _, d in keys})
+         .order_by("day", "unit_id").values_list("pk", flat=True))
+
+
 def _release_seat(booking: Booking) -> None:
     Occupancy.objects.filter(establishment_id=booking.establishment_id, unit_id=booking.unit_id, day=booking.day,
                              taken__gt=0).update(taken=F("taken") - 1)
@@ -289,7 +315,7 @@ def _release_seat(booking: Booking) -> None:
 
 def _promote_waiting(establishment_id: int, unit_id: int, day: date) -> None:
     """Offer a freed place to the first family on the waiting list, in order."""
-    waiting = (Booking.objects.select_for_update(skip_locked=True)
+    waiting = (Booking.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
                .filter(establishment_id=establishment_id, unit_id=unit_id, day=day, state=Booking.State.WAITING)
                .order_by("waiting_since", "pk").select_related("establishment", "unit", "reservation").first())
     if waiting is None or not statements.take_seats(waiting.establishment_id, [(waiting.unit, day)]):
@@ -371,6 +397,11 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
             problems = []
         except ReservationRejected as rejected:  # cancellations and limits, decided under locks
             problems = rejected.problems
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != DEADLOCK:
+                raise
+            count_booking_write_retry("deadlock")  # PostgreSQL broke a lock cycle with this one
+            continue
         else:
             reservation.replayed = False
             return reservation
@@ -393,12 +424,14 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
             raise ReservationRejected(problems)
         # Nothing stands in the way any more (a place was freed meanwhile), or, with a
         # waiting list, these days are full now: write again, those on the waiting list.
+        count_booking_write_retry("days_changed")
     raise ReservationRejected([LineProblem(planned[0].change, "Trop de demandes au même moment pour ces jours : "
                                                              "envoyez de nouveau la réservation.", "busy")])
 
 
 #: Writes tried before giving up when other families keep filling the same days meanwhile.
 WRITE_ATTEMPTS = 4
+DEADLOCK = "40P01"
 CAPACITY_CONSTRAINT = statements.CAPACITY_CONSTRAINT
 LIVE_BOOKING_CONSTRAINT = "one_live_booking_per_child_unit_day"
 IDEMPOTENCY_CONSTRAINT = "reservation_idempotency_per_user"
@@ -422,8 +455,6 @@ def _first_attempt(actor, idempotency_key: str) -> Reservation | None:
 
 
 def _count_rejections(problems: list[LineProblem]) -> None:
-    from marelle.ops.metrics import count_booking_rejection
-
     for problem in problems:
         count_booking_rejection(problem.rule)
 
@@ -443,23 +474,26 @@ def _write_reservation(actor, enrolment: Enrolment, planned: list[PlannedLine], 
                    or any(line.change.action == "cancel" for line in planned))
     if locked_work or connection.in_atomic_block:
         with transaction.atomic():
-            return _write_lines(actor, enrolment, planned, idempotency_key, full=full, rules=rules)
-    return _write_lines(actor, enrolment, planned, idempotency_key, full=full, rules=rules)
+            return _write_lines(actor, enrolment, planned, idempotency_key, full=full, rules=rules,
+                                locked_work=locked_work)
+    return _write_lines(actor, enrolment, planned, idempotency_key, full=full, rules=rules, locked_work=False)
 
 
 def _write_lines(actor, enrolment: Enrolment, planned: list[PlannedLine], idempotency_key: str, *, full: set,
-                 rules) -> Reservation:
+                 rules, locked_work: bool) -> Reservation:
     child = enrolment.child
+    if locked_work:  # in the lock order (insert_reservation's statement keeps it too)
+        _lock_children([child.pk])
+        _lock_places(enrolment.establishment_id, [(line.unit.pk, line.change.day) for line in planned])
     if _has_limits(rules):
         # Min/max days: checked again under the child's lock, on the planning as it is now.
-        Child.objects.select_for_update().filter(pk=child.pk).values_list("pk").get()
         problems = _limit_problems(enrolment, rules, _calendar_for(rules), planned)
         if problems:
             raise ReservationRejected(problems)
     cancels = [line for line in planned if line.change.action == "cancel"]
     live = {}
     if cancels:
-        live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update().filter(
+        live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update(no_key=True).filter(
             child_id=child.pk, action=Booking.Action.BOOK, day__in=[line.change.day for line in cancels],
             state__in=Booking.LIVE_STATES)}
     problems, lines, seated, total, cancelled = [], [], [], 0, []
@@ -533,8 +567,10 @@ def _has_limits(service_conf) -> bool:
 def release_unpaid_bookings(*, booking_ids: list[int]) -> int:
     """Cancel prepaid bookings whose basket expired unpaid and give their places back (the
     first family on the waiting list gets one). Runs inside the basket's transaction."""
-    bookings = list(Booking.objects.select_for_update(of=("self",)).select_related("reservation", "child__family")
-                    .filter(pk__in=booking_ids, state=Booking.State.ACCEPTED).order_by("pk"))
+    _lock_children(Booking.objects.filter(pk__in=booking_ids).values_list("child_id", flat=True))
+    bookings = list(Booking.objects.select_for_update(of=("self",), no_key=True)
+                    .select_related("reservation", "child__family")
+                    .filter(pk__in=booking_ids, state=Booking.State.ACCEPTED).order_by("day", "unit_id", "pk"))
     for booking in bookings:
         booking.state, booking.reason = Booking.State.CANCELLED, "Non payée dans le délai : place libérée."
         booking.save(update_fields=["state", "reason", "updated_at"])
@@ -567,8 +603,9 @@ def booking_decide(*, staff, booking_ids: list[int], accept: bool, reason: str =
     if not accept and not reason.strip():
         raise DecisionRefused("Le motif du refus est obligatoire.")
     decided = []
-    bookings = (Booking.objects.select_for_update().filter(pk__in=booking_ids, action="book")
-                .select_related("reservation", "child").order_by("day", "pk"))
+    _lock_children(Booking.objects.filter(pk__in=booking_ids).values_list("child_id", flat=True))
+    bookings = (Booking.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=booking_ids, action="book")
+                .select_related("reservation", "child").order_by("day", "unit_id", "pk"))
     for booking in bookings:
         now = timezone.now()
         if booking.state == Booking.State.REQUESTED:

@@ -23,6 +23,7 @@ numbers come from a counter row locked until commit (no gap).
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 
 from marelle.audit.models import AuditEvent
 from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation, ReservationCounter
@@ -49,17 +50,7 @@ def enrolment_of_family(family, enrolment_id: int) -> Enrolment | None:
     ``child`` (its ``family`` set to ``family``), ``service`` (and ``service.active_units``
     in display order), ``period`` and ``establishment`` loaded: one statement."""
     with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_ENROLMENT.sql}, {_CHILD.sql}, {_SERVICE.sql}, {_PERIOD.sql}, {_ESTABLISHMENT.sql}, {_UNIT.sql} "
-            f"FROM {table(Enrolment)} e "
-            f"JOIN {table(Child)} c ON c.id = e.child_id "
-            f"JOIN {table(Service)} s ON s.id = e.service_id "
-            f"JOIN {table(Period)} p ON p.id = e.period_id "
-            f"JOIN {table(Establishment)} est ON est.id = e.establishment_id "
-            f"LEFT JOIN {table(Unit)} u ON u.service_id = e.service_id AND u.archived_at IS NULL "
-            f"WHERE e.id = %s AND c.family_id = %s AND c.status <> %s "
-            f"ORDER BY u.position, u.code",
-            [enrolment_id, family.pk, Child.Status.ARCHIVED])
+        cursor.execute(_enrolment_sql(cursor.db.schema_name), [enrolment_id, family.pk, Child.Status.ARCHIVED])
         rows = cursor.fetchall()
     if not rows:
         return None
@@ -77,6 +68,19 @@ def enrolment_of_family(family, enrolment_id: int) -> Enrolment | None:
     return enrolment
 
 
+@lru_cache(maxsize=4096)
+def _enrolment_sql(schema: str) -> str:
+    return (f"SELECT {_ENROLMENT.sql}, {_CHILD.sql}, {_SERVICE.sql}, {_PERIOD.sql}, {_ESTABLISHMENT.sql}, {_UNIT.sql} "
+            f"FROM {table(Enrolment, schema)} e "
+            f"JOIN {table(Child, schema)} c ON c.id = e.child_id "
+            f"JOIN {table(Service, schema)} s ON s.id = e.service_id "
+            f"JOIN {table(Period, schema)} p ON p.id = e.period_id "
+            f"JOIN {table(Establishment, schema)} est ON est.id = e.establishment_id "
+            f"LEFT JOIN {table(Unit, schema)} u ON u.service_id = e.service_id AND u.archived_at IS NULL "
+            f"WHERE e.id = %s AND c.family_id = %s AND c.status <> %s "
+            f"ORDER BY u.position, u.code")
+
+
 def insert_reservation(reservation: Reservation, lines: list[Booking], *, seated: list[Booking], year: int,
                        audit: AuditEvent) -> None:
     """One statement: a place for each line of ``seated``, then the réservation's number
@@ -87,42 +91,15 @@ def insert_reservation(reservation: Reservation, lines: list[Booking], *, seated
     capacity`` fail, and with it the whole statement, so nothing is written (IntegrityError
     naming CAPACITY_CONSTRAINT; :func:`obstacles` then tells which days). Outside a
     transaction the statement is its own: no BEGIN, no COMMIT, nothing to roll back.
-    Places are taken in (day, unit) order, and before the counter row, so that two
-    submissions lock rows in the same order."""
+    Rows are locked in the order of services' other writers: the child's row first, the
+    places in (day, unit) order, then the counter row."""
     seated = sorted(seated, key=lambda line: (line.day, line.unit_id))
-    values, line_params = _LINES.values(lines)
-    audit_values, audit_params = _AUDIT.values([audit])
-    reservation_values, reservation_params = _RESERVATION.values([reservation])
+    params = [reservation.child_id,
+              [line.unit_id for line in seated], [line.unit.code for line in seated], [line.day for line in seated],
+              reservation.enrolment.establishment_id, year, f"R{year}-", _RESERVATION.json([reservation]),
+              _LINES.json(lines), _AUDIT.json([audit])]
     with prepared_cursor() as cursor:
-        cursor.execute(
-            f"WITH seats AS ("
-            f"  INSERT INTO {table(Occupancy)} AS o (establishment_id, unit_id, day, capacity, taken) "
-            f"  SELECT e.id, wanted.unit_id, wanted.day, COALESCE((e.unit_capacities ->> wanted.code)::int, e.capacity), 1"
-            f"  FROM unnest(%s::bigint[], %s::text[], %s::date[]) WITH ORDINALITY AS wanted(unit_id, code, day, n) "
-            f"  JOIN {table(Establishment)} e ON e.id = %s ORDER BY wanted.n "
-            f"  ON CONFLICT (establishment_id, unit_id, day) DO UPDATE "
-            f"  SET taken = o.taken + 1, capacity = EXCLUDED.capacity RETURNING 1"
-            f"), counter AS ("  # reading seats makes them taken first
-            f"  INSERT INTO {table(ReservationCounter)} AS c (year, last) "
-            f"  SELECT %s, 1 FROM (SELECT count(*) FROM seats) AS taken "
-            f"  ON CONFLICT (year) DO UPDATE SET last = c.last + 1 RETURNING last"
-            f"), reservation AS ("
-            f"  INSERT INTO {table(Reservation)} (number, {_RESERVATION.columns}) "
-            f"  SELECT %s || lpad(counter.last::text, greatest(6, length(counter.last::text)), '0'), v.* "
-            f"  FROM counter, (VALUES {reservation_values}) AS v RETURNING id, number"
-            f"), lines AS ("
-            f"  INSERT INTO {table(Booking)} (reservation_id, {_LINES.columns}) "
-            f"  SELECT reservation.id, v.* FROM reservation, (VALUES {values}) AS v RETURNING id, unit_id, day"
-            f"), audit AS ("
-            f"  INSERT INTO {table(AuditEvent)} ({_AUDIT.columns}) "
-            f"  SELECT v.at, v.actor_id, v.action, v.family_id, v.target || reservation.number, v.details "
-            f"  FROM reservation, (VALUES {audit_values}) AS v(at, actor_id, action, family_id, target, details) "
-            f"  RETURNING id"
-            f") SELECT reservation.id, reservation.number, lines.id, lines.unit_id, lines.day, audit.id "
-            f"FROM reservation, lines, audit",
-            [[line.unit_id for line in seated], [line.unit.code for line in seated], [line.day for line in seated],
-             reservation.enrolment.establishment_id, year, f"R{year}-", *reservation_params, *line_params,
-             *audit_params])
+        cursor.execute(_insert_sql(cursor.db.schema_name), params)
         rows = cursor.fetchall()
     reservation.pk, reservation.number = rows[0][0], rows[0][1]
     reservation._state.adding, reservation._state.db = False, "default"
@@ -135,6 +112,38 @@ def insert_reservation(reservation: Reservation, lines: list[Booking], *, seated
         line._state.adding, line._state.db = False, "default"
 
 
+@lru_cache(maxsize=4096)
+def _insert_sql(schema: str) -> str:
+    return (
+        f"WITH child AS ("  # the lock order of services: the child, the places, the rest
+        f"  SELECT id FROM {table(Child, schema)} WHERE id = %s FOR NO KEY UPDATE"
+        f"), seats AS ("
+        f"  INSERT INTO {table(Occupancy, schema)} AS o (establishment_id, unit_id, day, capacity, taken) "
+        f"  SELECT e.id, wanted.unit_id, wanted.day, COALESCE((e.unit_capacities ->> wanted.code)::int, e.capacity), 1"
+        f"  FROM unnest(%s::bigint[], %s::text[], %s::date[]) WITH ORDINALITY AS wanted(unit_id, code, day, n) "
+        f"  JOIN {table(Establishment, schema)} e ON e.id = %s WHERE EXISTS (SELECT FROM child) ORDER BY wanted.n "
+        f"  ON CONFLICT (establishment_id, unit_id, day) DO UPDATE "
+        f"  SET taken = o.taken + 1, capacity = EXCLUDED.capacity RETURNING 1"
+        f"), counter AS ("  # reading seats (and the child) makes them locked first
+        f"  INSERT INTO {table(ReservationCounter, schema)} AS c (year, last) "
+        f"  SELECT %s, 1 FROM (SELECT count(*) FROM seats) AS taken, child "
+        f"  ON CONFLICT (year) DO UPDATE SET last = c.last + 1 RETURNING last"
+        f"), reservation AS ("
+        f"  INSERT INTO {table(Reservation, schema)} (number, {_RESERVATION.columns}) "
+        f"  SELECT %s || lpad(counter.last::text, greatest(6, length(counter.last::text)), '0'), v.* "
+        f"  FROM counter, {_RESERVATION.rows} RETURNING id, number"
+        f"), lines AS ("
+        f"  INSERT INTO {table(Booking, schema)} (reservation_id, {_LINES.columns}) "
+        f"  SELECT reservation.id, v.* FROM reservation, {_LINES.rows} RETURNING id, unit_id, day"
+        f"), audit AS ("
+        f"  INSERT INTO {table(AuditEvent, schema)} ({_AUDIT.columns}) "
+        f"  SELECT v.at, v.actor_id, v.action, v.family_id, v.target || reservation.number, v.details "
+        f"  FROM reservation, {_AUDIT.rows} "
+        f"  RETURNING id"
+        f") SELECT reservation.id, reservation.number, lines.id, lines.unit_id, lines.day, audit.id "
+        f"FROM reservation, lines, audit")
+
+
 #: The CHECK that refuses a place over capacity (booking.models.Occupancy).
 CAPACITY_CONSTRAINT = "never_over_capacity"
 
@@ -144,27 +153,36 @@ def obstacles(enrolment: Enrolment, wanted: list[tuple[Unit, date]], *, actor_id
     """Why a submission could not be written, in one statement: the (unit id, day) of
     ``wanted`` that are full, those the child already holds (a live booking), and the id
     of the réservation this account made with ``idempotency_key`` (None if none)."""
+    params = [[unit.pk for unit, _ in wanted], [unit.code for unit, _ in wanted], [day for _, day in wanted],
+              enrolment.establishment_id, enrolment.child_id, list(Booking.LIVE_STATES)]
+    if idempotency_key:
+        params += [idempotency_key] if actor_id is None else [idempotency_key, actor_id]
     with prepared_cursor() as cursor:
-        cursor.execute(
-            f"WITH wanted AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::date[]) AS w(unit_id, code, day)) "
-            f"SELECT 'full', wanted.unit_id, wanted.day FROM wanted "
-            f"JOIN {table(Establishment)} e ON e.id = %s "
-            f"JOIN {table(Occupancy)} o ON o.establishment_id = e.id AND o.unit_id = wanted.unit_id "
-            f"  AND o.day = wanted.day "
-            f"WHERE o.taken >= COALESCE((e.unit_capacities ->> wanted.code)::int, e.capacity) "
-            f"UNION ALL SELECT 'held', b.unit_id, b.day FROM wanted "
-            f"JOIN {table(Booking)} b ON b.child_id = %s AND b.unit_id = wanted.unit_id AND b.day = wanted.day "
-            f"WHERE b.action = 'book' AND b.state = ANY(%s::text[]) "
-            f"UNION ALL SELECT 'first', r.id, NULL FROM {table(Reservation)} r "
-            f"WHERE %s::text <> '' AND r.idempotency_key = %s::text AND r.created_by_id IS NOT DISTINCT FROM %s::bigint",
-            [[unit.pk for unit, _ in wanted], [unit.code for unit, _ in wanted], [day for _, day in wanted],
-             enrolment.establishment_id, enrolment.child_id, list(Booking.LIVE_STATES), idempotency_key,
-             idempotency_key, actor_id])
+        cursor.execute(_obstacles_sql(cursor.db.schema_name, bool(idempotency_key), actor_id is None), params)
         rows = cursor.fetchall()
     full = {(unit_id, day) for kind, unit_id, day in rows if kind == "full"}
     held = {(unit_id, day) for kind, unit_id, day in rows if kind == "held"}
-    first = next((unit_id for kind, unit_id, _ in rows if kind == "first"), None)
-    return full, held, first
+    first_id = next((unit_id for kind, unit_id, _ in rows if kind == "first"), None)
+    return full, held, first_id
+
+
+@lru_cache(maxsize=4096)
+def _obstacles_sql(schema: str, with_key: bool, anonymous: bool) -> str:
+    first = ""
+    if with_key:  # in the terms of the key's partial unique index, so that it is used
+        who = "r.created_by_id IS NULL" if anonymous else "r.created_by_id = %s::bigint"
+        first = (f"UNION ALL SELECT 'first', r.id, NULL FROM {table(Reservation, schema)} r "
+                 f"WHERE r.idempotency_key = %s::text AND r.idempotency_key <> '' AND {who}")
+    return (f"WITH wanted AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::date[]) AS w(unit_id, code, day)) "
+            f"SELECT 'full', wanted.unit_id, wanted.day FROM wanted "
+            f"JOIN {table(Establishment, schema)} e ON e.id = %s "
+            f"JOIN {table(Occupancy, schema)} o ON o.establishment_id = e.id AND o.unit_id = wanted.unit_id "
+            f"  AND o.day = wanted.day "
+            f"WHERE o.taken >= COALESCE((e.unit_capacities ->> wanted.code)::int, e.capacity) "
+            f"UNION ALL SELECT 'held', b.unit_id, b.day FROM wanted "
+            f"JOIN {table(Booking, schema)} b ON b.child_id = %s AND b.unit_id = wanted.unit_id "
+            f"  AND b.day = wanted.day "
+            f"WHERE b.action = 'book' AND b.state = ANY(%s::text[]) {first}")
 
 
 def take_seats(establishment_id: int, seats: list[tuple[Unit, date]]) -> set[tuple[int, date]]:
@@ -174,16 +192,18 @@ def take_seats(establishment_id: int, seats: list[tuple[Unit, date]]) -> set[tup
         return set()
     seats = sorted(seats, key=lambda seat: (seat[1], seat[0].pk))
     with prepared_cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table(Occupancy)} AS o (establishment_id, unit_id, day, capacity, taken) "
-            f"SELECT e.id, wanted.unit_id, wanted.day, "
-            f"       COALESCE((e.unit_capacities ->> wanted.code)::int, e.capacity), 1 "
+        cursor.execute(_take_seats_sql(cursor.db.schema_name),
+                       [[unit.pk for unit, _ in seats], [unit.code for unit, _ in seats], [day for _, day in seats],
+                        establishment_id])
+        return set(cursor.fetchall())
+
+
+@lru_cache(maxsize=4096)
+def _take_seats_sql(schema: str) -> str:
+    return (f"INSERT INTO {table(Occupancy, schema)} AS o (establishment_id, unit_id, day, capacity, taken) "
+            f"SELECT e.id, wanted.unit_id, wanted.day, COALESCE((e.unit_capacities ->> wanted.code)::int, e.capacity), 1 "
             f"FROM unnest(%s::bigint[], %s::text[], %s::date[]) WITH ORDINALITY AS wanted(unit_id, code, day, n) "
-            f"JOIN {table(Establishment)} e ON e.id = %s "
-            f"ORDER BY wanted.n "
+            f"JOIN {table(Establishment, schema)} e ON e.id = %s ORDER BY wanted.n "
             f"ON CONFLICT (establishment_id, unit_id, day) DO UPDATE "
             f"SET taken = o.taken + 1, capacity = EXCLUDED.capacity WHERE o.taken < EXCLUDED.capacity "
-            f"RETURNING o.unit_id, o.day",
-            [[unit.pk for unit, _ in seats], [unit.code for unit, _ in seats], [day for _, day in seats],
-             establishment_id])
-        return set(cursor.fetchall())
+            f"RETURNING o.unit_id, o.day")

@@ -10,7 +10,8 @@ other).
 
     user, family = Columns(User, "u"), Columns(Family, "f")
     with prepared_cursor() as cursor:
-        cursor.execute(f"SELECT {user.sql}, {family.sql} FROM {table(User)} u LEFT JOIN … WHERE …", params)
+        schema = cursor.db.schema_name
+        cursor.execute(f"SELECT {user.sql}, {family.sql} FROM {table(User, schema)} u LEFT JOIN … WHERE …", params)
         row = cursor.fetchone()
     u, offset = user.build(row, 0)
     f, offset = family.build(row, offset)   # None when the LEFT JOIN found nothing
@@ -18,9 +19,11 @@ other).
 
 from __future__ import annotations
 
+import json
+from datetime import date, time
 from functools import cached_property
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.postgresql.base import ServerBindingCursor
 
 
@@ -83,17 +86,19 @@ class Columns:
 
 
 class Insert:
-    """The columns and typed VALUES rows of model instances, for an INSERT written by hand
-    (typically inside a data-modifying WITH, to write several tables in one statement).
+    """Model instances as one JSON parameter that PostgreSQL reads back as typed rows
+    (``jsonb_to_recordset``), for an INSERT written by hand, typically inside a
+    data-modifying WITH that writes several tables in one statement.
 
-    Values go through each field's ``pre_save`` (auto_now…) and ``get_db_prep_save``, as
-    the ORM's own INSERT does; every placeholder carries the column's type, so a column of
-    NULLs in a VALUES list keeps its type.
+    One parameter whatever the number of rows and columns: psycopg adapts parameters one by
+    one in Python, which for a réservation's thirty-odd values cost more than the INSERT.
+    Values go through each field's ``pre_save`` (auto_now…) as the ORM's own INSERT does;
+    dates and times travel as ISO 8601 text, JSON fields as JSON.
 
         lines = Insert(Booking, skip=("id", "reservation"))
-        values, params = lines.values(bookings)
-        f"INSERT INTO {table(Booking)} (reservation_id, {lines.columns}) "
-        f"SELECT r.id, v.* FROM r, (VALUES {values}) AS v"
+        sql = (f"INSERT INTO {table(Booking, schema)} (reservation_id, {lines.columns}) "
+               f"SELECT r.id, v.* FROM r, {lines.rows} AS v")
+        cursor.execute(sql, [lines.json(bookings)])
     """
 
     def __init__(self, model, skip: tuple[str, ...] = ("id",)):
@@ -108,16 +113,22 @@ class Insert:
         return ", ".join(f'"{f.column}"' for f in self.fields)
 
     @cached_property
-    def _placeholders(self) -> str:
+    def rows(self) -> str:
+        """``jsonb_to_recordset(%s::jsonb)``, its columns typed as the table's; alias it."""
         db = connections[DEFAULT_DB_ALIAS]
-        return "(" + ", ".join(f"%s::{f.db_type(db)}" for f in self.fields) + ")"
+        return ("jsonb_to_recordset(%s::jsonb) AS v("
+                + ", ".join(f'"{f.column}" {f.db_type(db)}' for f in self.fields) + ")")
 
-    def values(self, instances) -> tuple[str, list]:
-        db = connections[DEFAULT_DB_ALIAS]
-        params = []
-        for instance in instances:
-            params.extend(f.get_db_prep_save(f.pre_save(instance, add=True), db) for f in self.fields)
-        return ", ".join([self._placeholders] * len(instances)), params
+    def json(self, instances) -> str:
+        """The parameter of :attr:`rows` for ``instances``."""
+        return json.dumps([{f.column: f.pre_save(instance, add=True) for f in self.fields} for instance in instances],
+                          default=_iso, ensure_ascii=False)
+
+
+def _iso(value):
+    if isinstance(value, date | time):  # datetime is a date
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 # --- Prepared statements --------------------------------------------------------------------
@@ -130,7 +141,8 @@ class Insert:
 #
 # - PostgreSQL plans a prepared statement again whenever the search_path differs from
 #   the one it was planned under, so each commune needs its own: the statements name
-#   their tables with the schema (``table(Model)``), which makes one text per commune;
+#   their tables with the schema (``table(Model, schema)``), which makes one text per
+#   commune (build them once per schema: functools.lru_cache);
 # - psycopg keeps at most PREPARED_MAX of them per connection (least recently used out);
 # - a ROLLBACK makes psycopg drop every prepared statement of the connection, so the
 #   expected refusals of a hot path are written not to roll back (see booking.services).
@@ -140,27 +152,32 @@ class Insert:
 PREPARED_MAX = 1000
 
 
-def table(model) -> str:
-    """``"<schema of the current commune>"."<table>"``: the model's table, named so that a
-    prepared statement belongs to one commune."""
-    return f'"{connection.schema_name}"."{model._meta.db_table}"'
+def table(model, schema: str) -> str:
+    """``"<schema>"."<table>"``: the model's table in one commune's schema (its statements
+    are that commune's own prepared statements)."""
+    return f'"{schema}"."{model._meta.db_table}"'
 
 
 def prepared_cursor():
     """A Django cursor (query logging, execute wrappers, errors as django.db exceptions)
-    whose statements psycopg prepares on the server and reuses on this connection."""
-    with connection.cursor():  # connects if needed; django-tenants sets the search_path
-        pass
-    raw_connection = connection.connection
+    whose statements psycopg prepares on the server and reuses on this connection. Its
+    ``db.schema_name`` is the current commune's schema, for :func:`table`."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.connection is None or not db.health_check_done or not db.search_path_set_schemas:
+        # Connects, checks a reused connection (CONN_HEALTH_CHECKS), and lets django-tenants
+        # set the commune's search_path: what Django's first cursor of a request does.
+        with db.cursor():
+            pass
+    raw_connection = db.connection
     if raw_connection.prepare_threshold is None:
         # None switches preparing off altogether, explicit requests included. A threshold
         # no statement reaches prepares only what asks for it (the ORM's cursors bind on
         # the client side and never prepare).
         raw_connection.prepare_threshold = 2**31
         raw_connection.prepared_max = PREPARED_MAX
-    connection.validate_thread_sharing()
+    db.validate_thread_sharing()
     cursor = _PreparingCursor(raw_connection)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
 class _PreparingCursor(ServerBindingCursor):

@@ -79,6 +79,12 @@ BOOKING_REJECTIONS = Counter(
     "marelle_booking_rejections", "Booking lines refused, by commune schema and rule.",
     ["tenant", "rule"],
 )
+BOOKING_WRITE_RETRIES = Counter(
+    "marelle_booking_write_retries",
+    "Réservations written again because another one changed the same days meanwhile (days now full on a "
+    "waiting list, a place freed) or PostgreSQL broke a lock cycle (deadlock), by commune schema and reason.",
+    ["tenant", "reason"],
+)
 
 # Metric names every /metrics answer contains (tests, dashboards).
 METRIC_NAMES = (
@@ -89,6 +95,7 @@ METRIC_NAMES = (
     "marelle_celery_task_queue_wait_seconds",
     "marelle_payments_total",
     "marelle_booking_rejections_total",
+    "marelle_booking_write_retries_total",
 )
 
 
@@ -114,6 +121,11 @@ def count_booking_rejection(rule: str, *, tenant: str | None = None, amount: int
     """Count booking lines refused by ``rule`` (a rule code from marelle.booking.rules:
     deadline, capacity, not_enrolled, closed_day…, never free text)."""
     BOOKING_REJECTIONS.labels(tenant=tenant or _tenant_label(), rule=_bounded(rule)).inc(amount)
+
+
+def count_booking_write_retry(reason: str, *, tenant: str | None = None) -> None:
+    """Count one réservation written again (``reason``: deadlock, days_changed)."""
+    BOOKING_WRITE_RETRIES.labels(tenant=tenant or _tenant_label(), reason=_bounded(reason)).inc()
 
 
 def multiprocess_mode() -> bool:
