@@ -488,6 +488,7 @@ class Sample:
     examples: dict = field(default_factory=dict)
     created: int = 0
     exhausted: bool = False
+    by_kind: dict = field(default_factory=lambda: collections.defaultdict(list))  # "normal", "hot"…
 
 
     def merge(self, other: Sample) -> None:
@@ -498,6 +499,8 @@ class Sample:
             self.examples.setdefault(key, value)
         self.created += other.created
         self.exhausted |= other.exhausted
+        for kind, values in other.by_kind.items():
+            self.by_kind[kind].extend(values)
 
 
 def add_cpu(slices: list[dict]) -> dict:
@@ -532,6 +535,7 @@ def run_phase(kind: str, concurrency: int, seconds: float, *, port: int, stop: t
     def worker():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         latencies, statuses, refusals, examples, created = [], collections.Counter(), collections.Counter(), {}, 0
+        by_kind = collections.defaultdict(list)
         exhausted = False
         try:
             start_barrier.wait(timeout=60)
@@ -552,6 +556,7 @@ def run_phase(kind: str, concurrency: int, seconds: float, *, port: int, stop: t
                     conn.close()
                     status, payload = f"erreur {type(error).__name__}", b""
                 latencies.append(time.perf_counter() - began)
+                by_kind[label].append(latencies[-1])
                 statuses[status] += 1
                 if status == 201:
                     created += 1
@@ -569,6 +574,8 @@ def run_phase(kind: str, concurrency: int, seconds: float, *, port: int, stop: t
                     sample.examples.setdefault(key, value)
                 sample.created += created
                 sample.exhausted |= exhausted
+                for kind, values in by_kind.items():
+                    sample.by_kind[kind].extend(values)
 
     threads = [threading.Thread(target=worker, daemon=True, name=f"{kind}-{i}") for i in range(concurrency)]
     for thread in threads:
@@ -602,6 +609,10 @@ def summarise(name: str, concurrency: int, sample: Sample, cpu: dict) -> dict:
         # and the kernel's loopback networking.
         "unattributed_cpu_pct_of_one_core": round(cpu["other_s"] / elapsed * 100, 1) if elapsed else None,
         "pool_exhausted": sample.exhausted,
+        # Bookings of a free day and those racing for the last places of a hot day, apart.
+        "latency_ms_by_kind": {kind: {"requests": len(values), "p50": round(percentile(sorted(values), 50) * 1000, 1),
+                                      "p95": round(percentile(sorted(values), 95) * 1000, 1)}
+                               for kind, values in sorted(sample.by_kind.items())} if len(sample.by_kind) > 1 else {},
     }
 
 
@@ -716,6 +727,8 @@ def print_table(runs: list[dict], reference: dict) -> None:
               f"{run['unattributed_cpu_pct_of_one_core'] or 0:>4.0f}% | {statuses}")
         for motif, count in run["refusals_422"].items():
             print(f"{'':>13}422 {motif} : {count}")
+        for kind, lat in run.get("latency_ms_by_kind", {}).items():
+            print(f"{'':>13}{kind} : {lat['requests']} requêtes, p50 {lat['p50']} ms, p95 {lat['p95']} ms")
     print("(CPU ms/req : processus gunicorn, backends PostgreSQL de la base de bench, ce client ; box : occupation "
           "de la machine ; n.a. : CPU non attribué à ces trois-là — autres processus, processus auxiliaires de "
           "PostgreSQL, réseau du noyau —, en % d'un cœur)")
