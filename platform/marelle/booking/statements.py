@@ -96,8 +96,8 @@ def insert_reservation(reservation: Reservation, lines: list[Booking], *, seated
     seated = sorted(seated, key=lambda line: (line.day, line.unit_id))
     params = [reservation.child_id,
               [line.unit_id for line in seated], [line.unit.code for line in seated], [line.day for line in seated],
-              reservation.enrolment.establishment_id, year, f"R{year}-", _RESERVATION.json([reservation]),
-              _LINES.json(lines), _AUDIT.json([audit])]
+              reservation.enrolment.establishment_id, year, f"R{year}-", _RESERVATION.json_one(reservation),
+              _LINES.json(lines), _AUDIT.json_one(audit)]
     with prepared_cursor() as cursor:
         cursor.execute(_insert_sql(cursor.db.schema_name), params)
         rows = cursor.fetchall()
@@ -131,14 +131,14 @@ def _insert_sql(schema: str) -> str:
         f"), reservation AS ("
         f"  INSERT INTO {table(Reservation, schema)} (number, {_RESERVATION.columns}) "
         f"  SELECT %s || lpad(counter.last::text, greatest(6, length(counter.last::text)), '0'), v.* "
-        f"  FROM counter, {_RESERVATION.rows} RETURNING id, number"
+        f"  FROM counter, {_RESERVATION.row} RETURNING id, number"
         f"), lines AS ("
         f"  INSERT INTO {table(Booking, schema)} (reservation_id, {_LINES.columns}) "
         f"  SELECT reservation.id, v.* FROM reservation, {_LINES.rows} RETURNING id, unit_id, day"
         f"), audit AS ("
         f"  INSERT INTO {table(AuditEvent, schema)} ({_AUDIT.columns}) "
         f"  SELECT v.at, v.actor_id, v.action, v.family_id, v.target || reservation.number, v.details "
-        f"  FROM reservation, {_AUDIT.rows} "
+        f"  FROM reservation, {_AUDIT.row} "
         f"  RETURNING id"
         f") SELECT reservation.id, reservation.number, lines.id, lines.unit_id, lines.day, audit.id "
         f"FROM reservation, lines, audit")

@@ -114,15 +114,34 @@ class Insert:
 
     @cached_property
     def rows(self) -> str:
-        """``jsonb_to_recordset(%s::jsonb)``, its columns typed as the table's; alias it."""
+        """``jsonb_to_recordset(%s::jsonb) AS v(…)``, its columns typed as the table's."""
+        return f"jsonb_to_recordset(%s::jsonb) AS v({self._typed_columns})"
+
+    @cached_property
+    def row(self) -> str:
+        """``jsonb_to_record(%s::jsonb) AS v(…)``: exactly one row, and PostgreSQL knows it.
+
+        Use it for a single instance: PostgreSQL estimates any set-returning function at 100
+        rows, and a statement joining three of them, 10¹⁰ rows, which is past
+        ``jit_above_cost``: it then compiled the statement at every execution (300 ms of
+        server CPU for a booking that takes one, tests/booking/test_statements.py)."""
+        return f"jsonb_to_record(%s::jsonb) AS v({self._typed_columns})"
+
+    @cached_property
+    def _typed_columns(self) -> str:
         db = connections[DEFAULT_DB_ALIAS]
-        return ("jsonb_to_recordset(%s::jsonb) AS v("
-                + ", ".join(f'"{f.column}" {f.db_type(db)}' for f in self.fields) + ")")
+        return ", ".join(f'"{f.column}" {f.db_type(db)}' for f in self.fields)
 
     def json(self, instances) -> str:
         """The parameter of :attr:`rows` for ``instances``."""
-        return json.dumps([{f.column: f.pre_save(instance, add=True) for f in self.fields} for instance in instances],
-                          default=_iso, ensure_ascii=False)
+        return json.dumps([self._values(instance) for instance in instances], default=_iso, ensure_ascii=False)
+
+    def json_one(self, instance) -> str:
+        """The parameter of :attr:`row` for ``instance``."""
+        return json.dumps(self._values(instance), default=_iso, ensure_ascii=False)
+
+    def _values(self, instance) -> dict:
+        return {f.column: f.pre_save(instance, add=True) for f in self.fields}
 
 
 def _iso(value):

@@ -1,0 +1,75 @@
+"""The booking submission's hand-written statements, as PostgreSQL plans them.
+
+A booking's statements are tiny (one child, a few days), but PostgreSQL only knows what
+its estimates tell it: a set-returning function counts for 100 rows, and a statement
+joining three of them was estimated at 10¹⁰ rows. Above ``jit_above_cost`` PostgreSQL
+compiles the statement to machine code at every execution: 300 ms of server CPU for a
+booking that takes one (scripts/bench_booking.py measured 5 bookings/s instead of 330).
+"""
+
+from datetime import date
+
+import pytest
+from django.db import connection
+from marelle.api.authentication import FamilyTokenAuthentication
+from marelle.booking import statements
+from marelle.booking.models import Booking
+from marelle.booking.services import ReservationRejected
+from marelle.catalog.models import Establishment
+from rest_framework.authtoken.models import Token
+
+from tests.booking.test_services import NEXT_WEEK, book, clock, in_alpha  # noqa: F401 - fixtures
+from tests.factories import accept_document, enrol, make_family
+
+# Below PostgreSQL's default jit_above_cost (100 000) by far: a booking statement that
+# costs this much is an estimate gone wrong, whatever the server's JIT settings.
+COST_CEILING = 1000
+
+
+class CapturedStatements:
+    """The (sql, params) of every statement that reads or writes rows, run while active."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, execute, sql, params, many, context):
+        if not many and sql.lstrip().startswith(("SELECT", "WITH", "INSERT", "UPDATE")):
+            self.seen.append((sql, params))
+        return execute(sql, params, many, context)
+
+
+def estimated_cost(sql, params) -> tuple[float, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+    plan = plan[0] if isinstance(plan, list) else plan
+    return plan["Plan"]["Total Cost"], str(plan)
+
+
+def test_every_statement_of_a_submission_is_estimated_as_small_as_it_is(in_alpha, clock):
+    family = make_family("claire@example.fr", children=("Léa", "Tom"))
+    lea, tom = family.children.order_by("first_name")
+    for child in (lea, tom):
+        accept_document(child)
+    Establishment.objects.filter(code="ecole").update(capacity=1)
+    first, second = enrol(lea, "cantine"), enrol(tom, "cantine")
+    token = Token.objects.create(user=family.guardians.get().user)
+
+    capture = CapturedStatements()
+    with connection.execute_wrapper(capture):
+        FamilyTokenAuthentication().authenticate_credentials(token.key)
+        statements.enrolment_of_family(family, first.pk)
+        book(first, NEXT_WEEK, idempotency_key="semaine")          # the writing statement
+        with pytest.raises(ReservationRejected):                   # full: the obstacles read
+            book(second, NEXT_WEEK[:2], idempotency_key="pleine")
+        statements.take_seats(first.establishment_id, [(first.service.units.get(code="repas"), date(2026, 9, 21))])
+
+    texts = [sql for sql, _ in capture.seen]
+    assert any("booking_occupancy" in sql and "audit_auditevent" in sql for sql in texts)  # insert_reservation
+    assert any("'full'" in sql for sql in texts)                                           # obstacles
+    assert any("authtoken_token" in sql for sql in texts)
+    assert Booking.objects.filter(child=lea).count() == len(NEXT_WEEK)
+    for sql, params in capture.seen:
+        cost, plan = estimated_cost(sql, params)
+        assert cost < COST_CEILING, f"estimated cost {cost} for {sql[:160]}…: {plan[:400]}"
+        assert "JIT" not in plan
