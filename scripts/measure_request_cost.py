@@ -11,7 +11,8 @@ For each request — the bare 20-row read of the benchmark, an authenticated API
 only answers 404, the authenticated read of 20 réservations, a one-line booking (booked then
 cancelled, so that the data does not drift: both are timed) — it prints the wall time per
 request, in ms.
-``--statements`` also lists the SQL of one booking (the SET search_path included).
+``--statements`` also lists the SQL of one booking (the SET search_path included);
+``--profile N`` prints the N functions where bookings spend most time of their own (cProfile).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/marelle_bench")
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--statements", action="store_true")
+    parser.add_argument("--profile", type=int, default=0, metavar="N")
     args = parser.parse_args(argv)
     os.environ.update({
         "MARELLE_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(48), "DEBUG": "false",
@@ -83,15 +85,20 @@ def main(argv=None) -> int:
     day = next(d for d in reversed(days) if all((c[1], d) not in booked for c in children[:10])).isoformat()
 
     spent = {"reserver": 0.0, "annuler": 0.0}
+    profiler = None  # set by --profile: enabled around the bookings only, not the cancellations
 
     def booking(i=[0]):  # noqa: B006 - a counter across calls
         child = children[i[0] % 10]
         i[0] += 1
         for action in ("reserver", "annuler"):
+            if profiler is not None and action == "reserver":
+                profiler.enable()
             began = time.perf_counter()
             status = call("POST", f"/api/v1/inscriptions/{child[0]}/reservations/", child[3],
                           {"lignes": [{"jour": day, "unite": "repas", "action": action}]})
             spent[action] += time.perf_counter() - began
+            if profiler is not None:
+                profiler.disable()
             assert status.startswith("201"), status
 
     cases = [
@@ -114,6 +121,17 @@ def main(argv=None) -> int:
             print(f"{'one-line cancellation':45} {spent['annuler'] * 1000 / runs:6.2f} ms")
         else:
             print(f"{label:45} {per:6.2f} ms")
+
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        for _ in range(args.repeat):
+            booking()
+        print(f"\n{args.repeat} one-line bookings (the cancellations not counted), by own time:")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(args.profile)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.profile)
 
     if args.statements:
         statements = []
