@@ -290,9 +290,9 @@ def test_reservation_history_and_detail(api, cantine, lea, clock):
 
 
 def test_submission_statement_count_is_bounded(api, cantine):
-    # Token with its family, enrolment with its units, then one statement taking every
-    # place and writing the number, réservation, lines and audit event (on its own: no
-    # BEGIN or COMMIT in production): three, whatever the lines, families or communes.
+    # Token with its family and the enrolment with its units, then one statement taking
+    # every place and writing the number, réservation, lines and audit event (on its own:
+    # no BEGIN or COMMIT in production): two, whatever the lines, families or communes.
     # (Not counted: the host's commune, cached in production; django-tenants' "SET
     # search_path"; the savepoints the test's own transaction turns BEGIN/COMMIT into.)
     not_counted = ("SET search_path", "SAVEPOINT", "RELEASE SAVEPOINT", 'SELECT "tenants_domain"')
@@ -301,7 +301,7 @@ def test_submission_statement_count_is_bounded(api, cantine):
             response = api.post(reservations_url(cantine), lines(days), format="json")
         assert response.status_code == 201
         statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(not_counted)]
-        assert len(statements) == 3, "\n".join(statements)
+        assert len(statements) == 2, "\n".join(statements)
 
 
 # --- Idempotency ------------------------------------------------------------------------------------

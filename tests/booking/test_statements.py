@@ -17,6 +17,7 @@ from marelle.booking.models import Booking
 from marelle.booking.services import ReservationRejected
 from marelle.catalog.models import Establishment
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from tests.booking.test_services import NEXT_WEEK, book, clock, in_alpha  # noqa: F401 - fixtures
 from tests.factories import accept_document, enrol, make_family
@@ -63,13 +64,34 @@ def test_every_statement_of_a_submission_is_estimated_as_small_as_it_is(in_alpha
         with pytest.raises(ReservationRejected):                   # full: the obstacles read
             book(second, NEXT_WEEK[:2], idempotency_key="pleine")
         statements.take_seats(first.establishment_id, [(first.service.units.get(code="repas"), date(2026, 9, 21))])
+        # Through the API: the token and the enrolment in one statement.
+        client = APIClient(HTTP_HOST="alpha.marelle.test", HTTP_AUTHORIZATION=f"Token {token.key}")
+        response = client.post(f"/api/v1/inscriptions/{first.pk}/reservations/", format="json",
+                               data={"lignes": [{"jour": "2026-09-22", "unite": "repas", "action": "reserver"}]})
+        assert response.status_code == 201, response.content
 
     texts = [sql for sql, _ in capture.seen]
     assert any("booking_occupancy" in sql and "audit_auditevent" in sql for sql in texts)  # insert_reservation
     assert any("'full'" in sql for sql in texts)                                           # obstacles
-    assert any("authtoken_token" in sql for sql in texts)
-    assert Booking.objects.filter(child=lea).count() == len(NEXT_WEEK)
+    assert any("authtoken_token" in sql and "LATERAL" not in sql for sql in texts)
+    assert any("authtoken_token" in sql and "LATERAL" in sql for sql in texts)     # token + enrolment
+    assert Booking.objects.filter(child=lea).count() == len(NEXT_WEEK) + 1
     for sql, params in capture.seen:
         cost, plan = estimated_cost(sql, params)
         assert cost < COST_CEILING, f"estimated cost {cost} for {sql[:160]}…: {plan[:400]}"
         assert "JIT" not in plan
+
+
+def test_prepared_statements_use_their_generic_plan_from_the_first_execution(in_alpha, clock):
+    # Each commune has its own statements (tables named with the schema): left to choose,
+    # PostgreSQL would plan each one five times per connection before keeping a plan.
+    family = make_family("claire@example.fr")
+    child = family.children.get()
+    accept_document(child)
+    enrolment = enrol(child, "cantine")
+    statements.enrolment_of_family(family, enrolment.pk)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                       "WHERE statement LIKE %s", ['%"alpha"."booking_enrolment"%'])
+        plans = cursor.fetchall()
+    assert plans == [(1, 0)]

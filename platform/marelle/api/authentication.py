@@ -30,20 +30,33 @@ _FAMILY = Columns(Family, "f")
 FAMILY_ATTRIBUTE = "_marelle_family"
 
 
-@lru_cache(maxsize=4096)
-def _statement(schema: str) -> str:
-    return (f"SELECT {_TOKEN.sql}, {_USER.sql}, {_GUARDIAN.sql}, {_FAMILY.sql} "
-            f"FROM {table(Token, schema)} t "
+def token_tables(schema: str) -> tuple[str, str]:
+    """The token statement's columns and FROM clause, for a subclass's statement to extend
+    (aliases t, u, g, f); it ends with ``WHERE t.key = %s``."""
+    return (f"{_TOKEN.sql}, {_USER.sql}, {_GUARDIAN.sql}, {_FAMILY.sql}",
+            f"{table(Token, schema)} t "
             f"JOIN {table(User, schema)} u ON u.id = t.user_id "
             f"LEFT JOIN {table(Guardian, schema)} g ON g.user_id = u.id "
-            f"LEFT JOIN {table(Family, schema)} f ON f.id = g.family_id "
-            f"WHERE t.key = %s")
+            f"LEFT JOIN {table(Family, schema)} f ON f.id = g.family_id")
+
+
+@lru_cache(maxsize=4096)
+def _statement(schema: str) -> str:
+    columns, tables = token_tables(schema)
+    return f"SELECT {columns} FROM {tables} WHERE t.key = %s"
 
 
 class FamilyTokenAuthentication(TokenAuthentication):
-    """``Authorization: Token <key>``, as DRF's, with the family read alongside."""
+    """``Authorization: Token <key>``, as DRF's, with the family read alongside.
+
+    A view may have more read in the same statement (booking.api's views of one enrolment
+    read that enrolment): its ``token_statement(schema, key)`` gives the SQL and parameters
+    (or None), whose rows start with :func:`token_tables`' columns, and its
+    ``read_with_token(rows, offset, family)`` gets the rows, where those columns end, and
+    the family found (None if none)."""
 
     def authenticate(self, request):
+        self._view = (request.parser_context or {}).get("view")
         result = super().authenticate(request)
         if result is not None:
             setattr(request, FAMILY_ATTRIBUTE, getattr(self, "_family", None))
@@ -51,15 +64,18 @@ class FamilyTokenAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, key):
         self._family = None
+        view = getattr(self, "_view", None)
         with prepared_cursor() as cursor:
-            cursor.execute(_statement(cursor.db.schema_name), [key])
-            row = cursor.fetchone()
-        if row is None:
+            schema = cursor.db.schema_name
+            more = view.token_statement(schema, key) if hasattr(view, "token_statement") else None
+            cursor.execute(*(more or (_statement(schema), [key])))
+            rows = cursor.fetchall()
+        if not rows:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        token, offset = _TOKEN.build(row)
-        user, offset = _USER.build(row, offset)
-        guardian, offset = _GUARDIAN.build(row, offset)
-        family, _offset = _FAMILY.build(row, offset)
+        token, offset = _TOKEN.build(rows[0])
+        user, offset = _USER.build(rows[0], offset)
+        guardian, offset = _GUARDIAN.build(rows[0], offset)
+        family, offset = _FAMILY.build(rows[0], offset)
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         token.user = user
@@ -68,4 +84,6 @@ class FamilyTokenAuthentication(TokenAuthentication):
             if guardian.position == 1:
                 family.primary_guardian = guardian  # as family_of does: one query less per page
             self._family = family
+        if more:
+            view.read_with_token(rows, offset, self._family)
         return user, token

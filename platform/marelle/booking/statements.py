@@ -6,8 +6,10 @@ against 1.5 ms for a bare tenant-routed read (scripts/bench_booking.py,
 scripts/measure_request_cost.py). What a submission of bookings sends, all prepared
 (marelle.core.sql):
 
-1. the enrolment with its child, service, period, establishment and bookable units
-   (:func:`enrolment_of_family`), before any rule is evaluated;
+1. the enrolment with its child, service, period, establishment and bookable units,
+   before any rule is evaluated: with the API token and its family when the request
+   comes with one (:func:`token_and_enrolment_sql`), else on its own
+   (:func:`enrolment_of_family`);
 2. one statement that takes every place, numbers the réservation and writes it, its lines
    and its audit event (:func:`insert_reservation`): atomic by itself, so no BEGIN, no
    COMMIT, nothing to roll back when it fails;
@@ -25,6 +27,7 @@ from __future__ import annotations
 from datetime import date
 from functools import lru_cache
 
+from marelle.api.authentication import token_tables
 from marelle.audit.models import AuditEvent
 from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation, ReservationCounter
 from marelle.catalog.models import Establishment, Period, Service, Unit
@@ -52,14 +55,21 @@ def enrolment_of_family(family, enrolment_id: int) -> Enrolment | None:
     with prepared_cursor() as cursor:
         cursor.execute(_enrolment_sql(cursor.db.schema_name), [enrolment_id, family.pk, Child.Status.ARCHIVED])
         rows = cursor.fetchall()
-    if not rows:
+    return enrolment_from_rows(rows, 0, family)
+
+
+def enrolment_from_rows(rows, offset: int, family) -> Enrolment | None:
+    """The enrolment read by :func:`enrolment_of_family`'s columns (or the same columns
+    joined to the API token's, see :func:`token_and_enrolment_sql`), from ``offset``."""
+    if not rows or rows[0][offset] is None:
         return None
-    enrolment, offset = _ENROLMENT.build(rows[0])
-    child, offset = _CHILD.build(rows[0], offset)
-    service, offset = _SERVICE.build(rows[0], offset)
-    period, offset = _PERIOD.build(rows[0], offset)
-    establishment, offset = _ESTABLISHMENT.build(rows[0], offset)
-    units = [unit for unit in (_UNIT.build(row, offset)[0] for row in rows) if unit is not None]
+    enrolment, at = _ENROLMENT.build(rows[0], offset)
+    child, at = _CHILD.build(rows[0], at)
+    service, at = _SERVICE.build(rows[0], at)
+    period, at = _PERIOD.build(rows[0], at)
+    establishment, at = _ESTABLISHMENT.build(rows[0], at)
+    units = sorted((unit for unit in (_UNIT.build(row, at)[0] for row in rows) if unit is not None),
+                   key=lambda unit: (unit.position, unit.code))
     for unit in units:
         unit.service = service
     child.family = family
@@ -68,8 +78,7 @@ def enrolment_of_family(family, enrolment_id: int) -> Enrolment | None:
     return enrolment
 
 
-@lru_cache(maxsize=4096)
-def _enrolment_sql(schema: str) -> str:
+def _enrolment_select(schema: str, family: str) -> str:
     return (f"SELECT {_ENROLMENT.sql}, {_CHILD.sql}, {_SERVICE.sql}, {_PERIOD.sql}, {_ESTABLISHMENT.sql}, {_UNIT.sql} "
             f"FROM {table(Enrolment, schema)} e "
             f"JOIN {table(Child, schema)} c ON c.id = e.child_id "
@@ -77,8 +86,22 @@ def _enrolment_sql(schema: str) -> str:
             f"JOIN {table(Period, schema)} p ON p.id = e.period_id "
             f"JOIN {table(Establishment, schema)} est ON est.id = e.establishment_id "
             f"LEFT JOIN {table(Unit, schema)} u ON u.service_id = e.service_id AND u.archived_at IS NULL "
-            f"WHERE e.id = %s AND c.family_id = %s AND c.status <> %s "
-            f"ORDER BY u.position, u.code")
+            f"WHERE e.id = %s AND c.family_id = {family} AND c.status <> %s")
+
+
+@lru_cache(maxsize=4096)
+def _enrolment_sql(schema: str) -> str:
+    return _enrolment_select(schema, "%s")
+
+
+@lru_cache(maxsize=4096)
+def token_and_enrolment_sql(schema: str) -> str:
+    """The API token's statement (marelle.api.authentication) with, joined to it, the
+    enrolment of the token's family named in the URL: one statement where a booking's
+    request would send two. Parameters: the enrolment id, Child.Status.ARCHIVED, the key."""
+    columns, tables = token_tables(schema)
+    return (f"SELECT {columns}, x.* FROM {tables} "
+            f"LEFT JOIN LATERAL ({_enrolment_select(schema, 'f.id')}) x ON true WHERE t.key = %s")
 
 
 def insert_reservation(reservation: Reservation, lines: list[Booking], *, seated: list[Booking], year: int,
