@@ -616,10 +616,12 @@ def summarise(name: str, concurrency: int, sample: Sample, cpu: dict) -> dict:
     }
 
 
-def start_server(env: dict, port: int, workers: int, log_path: Path, threads: int = 1) -> subprocess.Popen:
+def start_server(env: dict, port: int, workers: int, log_path: Path, threads: int = 1,
+                 cpus: set[int] | None = None) -> subprocess.Popen:
     # threads > 1: gunicorn's gthread worker, as the Helm chart runs the portal.
     kind = ["-k", "gthread", "--threads", str(threads)] if threads > 1 else ["-k", "sync"]
-    command = [sys.executable, "-m", "gunicorn", "bench_booking:server_app()", "--chdir", str(REPO / "scripts"),
+    pinned = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+    command = [*pinned, sys.executable, "-m", "gunicorn", "bench_booking:server_app()", "--chdir", str(REPO / "scripts"),
                "-w", str(workers), *kind, "-b", f"127.0.0.1:{port}", "--backlog", "2048",
                "--timeout", "30", "--graceful-timeout", "5", "--error-logfile", str(log_path),
                "--log-level", "warning"]
@@ -639,6 +641,32 @@ def start_server(env: dict, port: int, workers: int, log_path: Path, threads: in
             time.sleep(0.2)
     stop_server(process)
     raise SystemExit(f"gunicorn ne répond pas sur le port {port} : voir {log_path}")
+
+
+def postgres_pids() -> list[int]:
+    """Every process of the local PostgreSQL server (postmaster, backends, helpers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def pin_postgres(cpus: set[int]) -> int:
+    """Pin the local PostgreSQL's processes to ``cpus`` (new backends inherit it from the
+    postmaster); the number of processes pinned."""
+    count = 0
+    for pid in postgres_pids():
+        try:
+            os.sched_setaffinity(pid, cpus)
+            count += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return count
 
 
 def stop_server(process: subprocess.Popen | None) -> None:
@@ -754,6 +782,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1,
                         help="threads par worker (> 1 : worker gthread, comme le chart Helm : 3 workers × 2)")
+    parser.add_argument("--split-cpus", action="store_true",
+                        help="PostgreSQL (et ce client) sur le dernier cœur, gunicorn sur les autres : la base "
+                             "sur sa propre machine, comme en production (il faut root et un PostgreSQL local)")
     parser.add_argument("--port", type=int, default=0, help="0 : un port libre")
     parser.add_argument("--max-seconds", type=float, default=1200,
                         help="arrêt forcé au-delà (sans compter les attentes de --wait-quiet)")
@@ -779,6 +810,7 @@ def main(argv=None) -> int:
 
     stop = threading.Event()
     server = None
+    all_cpus = os.sched_getaffinity(0)
     watchdog_fired = threading.Event()
 
     def watchdog():
@@ -801,7 +833,8 @@ def main(argv=None) -> int:
                            "capacity": args.capacity, "hot_places": args.hot_places, "hot_share": args.hot_share,
                            "lines_per_request": args.lines, "duration_s": args.duration, "rounds": args.rounds,
                            "warmup_s": args.warmup,
-                           "gunicorn_workers": args.workers, "gunicorn_threads": args.threads, "MARELLE_ENV": "production",
+                           "gunicorn_workers": args.workers, "gunicorn_threads": args.threads,
+                           "split_cpus": args.split_cpus, "MARELLE_ENV": "production",
                            "TENANT_HOST_CACHE_SECONDS": 30, "CONN_MAX_AGE": 60, "DEBUG": False}}
     try:
         if args.wait_quiet > 0:
@@ -843,7 +876,19 @@ def main(argv=None) -> int:
         port = args.port or free_port()
         kind = f"gthread × {args.threads} threads" if args.threads > 1 else "sync"
         say(f"gunicorn ({args.workers} workers {kind}) sur 127.0.0.1:{port} — journal {log_path}")
-        server = start_server(env, port, args.workers, log_path, threads=args.threads)
+        app_cpus = None
+        if args.split_cpus:
+            cpus = sorted(all_cpus)
+            if len(cpus) < 2:
+                raise SystemExit("--split-cpus : il faut au moins deux cœurs")
+            db_cpus, app_cpus = {cpus[-1]}, set(cpus[:-1])
+            pinned = pin_postgres(db_cpus)
+            os.sched_setaffinity(0, db_cpus)  # this load generator, beside the database
+            result["cpu_split"] = {"postgresql_and_client": sorted(db_cpus), "gunicorn": sorted(app_cpus),
+                                   "postgres_processes_pinned": pinned}
+            say(f"  cœurs : PostgreSQL ({pinned} processus) et ce client sur {sorted(db_cpus)}, "
+                f"gunicorn sur {sorted(app_cpus)}")
+        server = start_server(env, port, args.workers, log_path, threads=args.threads, cpus=app_cpus)
 
         reader_list = list(readers.values())
         bare_hosts = [t.host for t in reader_list]
@@ -943,6 +988,9 @@ def main(argv=None) -> int:
         stop.set()
         timer.cancel()
         stop_server(server)
+        if args.split_cpus:
+            pin_postgres(all_cpus)
+            os.sched_setaffinity(0, all_cpus)
         result["finished_at"] = datetime.now().astimezone().isoformat()
         out.write_text(json.dumps(result, ensure_ascii=False, indent=2, default=str))
         say(f"Résultats : {out}")
