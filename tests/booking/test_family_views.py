@@ -9,7 +9,6 @@ from html import unescape
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -28,19 +27,6 @@ MONDAY = datetime(2026, 9, 7, 10, 0, tzinfo=PARIS)
 NEXT_WEEK = [date(2026, 9, 14), date(2026, 9, 15), date(2026, 9, 17), date(2026, 9, 18)]
 PLANNING = "/reservations/{}/planning/"
 RECAP = "/reservations/{}/recapitulatif/"
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(MONDAY, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def in_alpha(alpha):
-    connection.set_tenant(alpha)
-    yield alpha
-    connection.set_schema_to_public()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import time_machine
 from django.db import connection
 from marelle.booking.models import Booking, Enrolment, Occupancy, Reservation
 from marelle.booking.selectors import planning
@@ -23,21 +22,8 @@ from marelle.catalog.models import Establishment, Service
 from tests.factories import accept_document, enrol, make_family, make_staff
 
 PARIS = ZoneInfo("Europe/Paris")
-# Monday 7 September 2026, 10:00 in Paris: next week's cantine closes on Thursday 10 at 12:00.
-MONDAY = datetime(2026, 9, 7, 10, 0, tzinfo=PARIS)
+# The clock (conftest) is on Monday 7 September 2026: next week's cantine closes on Thursday 10 at 12:00.
 NEXT_WEEK = [date(2026, 9, 14), date(2026, 9, 15), date(2026, 9, 17), date(2026, 9, 18)]  # no Wednesday
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(MONDAY, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def in_alpha(alpha):
-    connection.set_tenant(alpha)
-    yield alpha
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ booking that takes one (scripts/bench_booking.py measured 5 bookings/s instead o
 from datetime import date
 
 import pytest
-import time_machine
 from django.db import connection
 from marelle.api.authentication import FamilyTokenAuthentication
 from marelle.booking import statements
@@ -20,24 +19,12 @@ from marelle.catalog.models import Establishment
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.booking.test_services import MONDAY, NEXT_WEEK, book
+from tests.booking.test_services import NEXT_WEEK, book
 from tests.factories import accept_document, enrol, make_family
 
 # Below PostgreSQL's default jit_above_cost (100 000) by far: a booking statement that
 # costs this much is an estimate gone wrong, whatever the server's JIT settings.
 COST_CEILING = 1000
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(MONDAY, tick=False) as traveller:
-        yield traveller
-
-
-@pytest.fixture
-def in_alpha(alpha):
-    connection.set_tenant(alpha)
-    return alpha
 
 
 class CapturedStatements:
