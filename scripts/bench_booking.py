@@ -490,7 +490,6 @@ class Sample:
     exhausted: bool = False
     by_kind: dict = field(default_factory=lambda: collections.defaultdict(list))  # "normal", "hot"…
 
-
     def merge(self, other: Sample) -> None:
         self.latencies.extend(other.latencies)
         self.statuses.update(other.statuses)
@@ -534,16 +533,14 @@ def run_phase(kind: str, concurrency: int, seconds: float, *, port: int, stop: t
 
     def worker():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        latencies, statuses, refusals, examples, created = [], collections.Counter(), collections.Counter(), {}, 0
-        by_kind = collections.defaultdict(list)
-        exhausted = False
+        mine = Sample()  # merged into the phase's sample once, at the end (one lock per thread)
         try:
             start_barrier.wait(timeout=60)
             deadline = deadline_box["deadline"]
             while not stop.is_set() and time.perf_counter() < deadline:
                 request = request_for()
                 if request is None:
-                    exhausted = True
+                    mine.exhausted = True
                     break
                 method, path, headers, body, label = request
                 began = time.perf_counter()
@@ -555,27 +552,20 @@ def run_phase(kind: str, concurrency: int, seconds: float, *, port: int, stop: t
                 except (OSError, http.client.HTTPException) as error:
                     conn.close()
                     status, payload = f"erreur {type(error).__name__}", b""
-                latencies.append(time.perf_counter() - began)
-                by_kind[label].append(latencies[-1])
-                statuses[status] += 1
+                latency = time.perf_counter() - began
+                mine.latencies.append(latency)
+                mine.by_kind[label].append(latency)
+                mine.statuses[status] += 1
                 if status == 201:
-                    created += 1
+                    mine.created += 1
                 elif status == 422:
-                    refusals[f"{label}: {classify_refusal(payload)}"] += 1
-                elif status not in (200,) and status not in examples:
-                    examples[status] = payload[:300].decode("utf-8", "replace")
+                    mine.refusals[f"{label}: {classify_refusal(payload)}"] += 1
+                elif status not in (200,) and status not in mine.examples:
+                    mine.examples[status] = payload[:300].decode("utf-8", "replace")
         finally:
             conn.close()
             with lock:
-                sample.latencies.extend(latencies)
-                sample.statuses.update(statuses)
-                sample.refusals.update(refusals)
-                for key, value in examples.items():
-                    sample.examples.setdefault(key, value)
-                sample.created += created
-                sample.exhausted |= exhausted
-                for kind, values in by_kind.items():
-                    sample.by_kind[kind].extend(values)
+                sample.merge(mine)
 
     threads = [threading.Thread(target=worker, daemon=True, name=f"{kind}-{i}") for i in range(concurrency)]
     for thread in threads:

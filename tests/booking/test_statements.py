@@ -43,7 +43,7 @@ def estimated_cost(sql, params) -> tuple[float, str]:
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
         plan = cursor.fetchone()[0]
-    plan = plan[0] if isinstance(plan, list) else plan
+    plan = plan[0]  # EXPLAIN (FORMAT JSON) answers a list of one plan
     return plan["Plan"]["Total Cost"], str(plan)
 
 

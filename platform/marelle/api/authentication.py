@@ -31,8 +31,8 @@ FAMILY_ATTRIBUTE = "_marelle_family"
 
 
 def token_tables(schema: str) -> tuple[str, str]:
-    """The token statement's columns and FROM clause, for a subclass's statement to extend
-    (aliases t, u, g, f); it ends with ``WHERE t.key = %s``."""
+    """The token statement's columns and FROM clause (aliases t, u, g, f), for a view's
+    statement to extend (``token_statement`` below); the statement selects ``WHERE t.key = %s``."""
     return (f"{_TOKEN.sql}, {_USER.sql}, {_GUARDIAN.sql}, {_FAMILY.sql}",
             f"{table(Token, schema)} t "
             f"JOIN {table(User, schema)} u ON u.id = t.user_id "

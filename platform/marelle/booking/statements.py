@@ -61,9 +61,11 @@ def enrolment_of_family(family, enrolment_id: int) -> Enrolment | None:
 def enrolment_from_rows(rows, offset: int, family) -> Enrolment | None:
     """The enrolment read by :func:`enrolment_of_family`'s columns (or the same columns
     joined to the API token's, see :func:`token_and_enrolment_sql`), from ``offset``."""
-    if not rows or rows[0][offset] is None:
+    if not rows:
         return None
     enrolment, at = _ENROLMENT.build(rows[0], offset)
+    if enrolment is None:  # the token's family has no such enrolment (LEFT JOIN)
+        return None
     child, at = _CHILD.build(rows[0], at)
     service, at = _SERVICE.build(rows[0], at)
     period, at = _PERIOD.build(rows[0], at)
