@@ -93,6 +93,28 @@ def test_a_reservation_is_all_or_nothing_and_names_the_failed_lines(cantine):
     assert not Booking.objects.exists() and not Reservation.objects.exists()
 
 
+def test_a_refusal_by_the_rules_also_names_the_days_held_or_full_among_the_others(cantine, lea):
+    Establishment.objects.filter(service__code="cantine").update(capacity=1)
+    book(cantine, [NEXT_WEEK[1]])
+    other = make_family("z@example.fr", children=("Zoé",)).children.get()
+    accept_document(other)
+    book(enrol(other, "cantine"), [NEXT_WEEK[0]])
+    with pytest.raises(ReservationRejected) as rejected:  # full, already booked, closed, free
+        book(cantine, [NEXT_WEEK[0], NEXT_WEEK[1], date(2026, 9, 16), NEXT_WEEK[2]])
+    assert [(p.change.day, p.rule) for p in rejected.value.problems] == [
+        (NEXT_WEEK[0], "full"), (NEXT_WEEK[1], "other"), (date(2026, 9, 16), "closed")]
+    assert rejected.value.problems[1].reason == "Repas le 15/09/2026 : déjà réservé ou demandé."
+    assert Reservation.objects.count() == 2 and Booking.objects.count() == 2
+
+
+def test_a_retry_refused_by_the_rules_now_still_returns_the_first_reservation(cantine, clock):
+    first = book(cantine, NEXT_WEEK[:2], idempotency_key="k-1")
+    clock.move_to(datetime(2026, 9, 10, 12, 30, tzinfo=PARIS))  # the deadline has passed since
+    again = book(cantine, NEXT_WEEK[:2], idempotency_key="k-1")
+    assert again.pk == first.pk and again.replayed
+    assert Reservation.objects.count() == 1
+
+
 def test_closed_days_school_holidays_and_unknown_unit_are_refused(cantine):
     with pytest.raises(ReservationRejected) as rejected:
         book(cantine, [date(2026, 10, 19)])  # Toussaint holidays, zone A

@@ -379,14 +379,24 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
     # A stable order for the row locks taken below: no deadlock between two submissions.
     changes = sorted(changes, key=lambda c: (c.day, c.unit, c.action))
     planned, problems = plan_changes(enrolment=enrolment, changes=changes, now=now)
-    if problems:
-        first = _first_attempt(actor, idempotency_key)  # a retry after, say, the deadline passed
-        if first is not None:
-            return first
-        _count_rejections(problems)
-        raise ReservationRejected(problems)
     waiting_list = service_config(enrolment.service).booking.when_full == "waiting_list"
     wanted = [(line.unit, line.change.day) for line in planned if line.change.action == "book"]
+    if problems:
+        # Refused by the rules. The answer names every line that fails, so the days
+        # already held or full among the others too (one read), unless this is a retry
+        # of a réservation made before (after, say, the deadline passed).
+        if wanted:
+            full, held, first_id = statements.obstacles(
+                enrolment, wanted, actor_id=getattr(actor, "pk", None), idempotency_key=idempotency_key)
+            first = _replayed(first_id)
+            problems += _obstacle_problems(planned, full, held, waiting_list)
+        else:
+            first = _first_attempt(actor, idempotency_key)
+        if first is not None:
+            return first
+        problems.sort(key=lambda p: (p.change.day, p.change.unit))
+        _count_rejections(problems)
+        raise ReservationRejected(problems)
     full: set = set()
     for _attempt in range(WRITE_ATTEMPTS):
         try:
@@ -407,17 +417,10 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
             return reservation
         full, held, first_id = statements.obstacles(
             enrolment, wanted, actor_id=getattr(actor, "pk", None), idempotency_key=idempotency_key)
-        if first_id is not None:
-            first = Reservation.objects.get(pk=first_id)
-            first.replayed = True
+        first = _replayed(first_id)
+        if first is not None:
             return first
-        by_key = {(line.unit.pk, line.change.day): line for line in planned if line.change.action == "book"}
-        problems += [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : déjà réservé ou "
-                                              f"demandé.") for key, line in by_key.items() if key in held]
-        if not waiting_list:
-            problems += [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : complet, plus "
-                                                  f"de place.", "full") for key, line in by_key.items()
-                         if key in full and key not in held]
+        problems += _obstacle_problems(planned, full, held, waiting_list)
         if problems:
             problems.sort(key=lambda p: (p.change.day, p.change.unit))
             _count_rejections(problems)
@@ -441,6 +444,27 @@ def _violated(error: IntegrityError) -> str:
     """The name of the constraint an IntegrityError reports ("" when unknown)."""
     diag = getattr(error.__cause__, "diag", None)
     return getattr(diag, "constraint_name", None) or ""
+
+
+def _obstacle_problems(planned: list[PlannedLine], full: set, held: set, waiting_list: bool) -> list[LineProblem]:
+    """The booked lines the database refuses (statements.obstacles): a day the child holds
+    already, or a full day when the service keeps no waiting list."""
+    by_key = {(line.unit.pk, line.change.day): line for line in planned if line.change.action == "book"}
+    problems = [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : déjà réservé ou "
+                                         f"demandé.") for key, line in by_key.items() if key in held]
+    if not waiting_list:
+        problems += [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : complet, plus "
+                                              f"de place.", "full") for key, line in by_key.items()
+                     if key in full and key not in held]
+    return problems
+
+
+def _replayed(reservation_id: int | None) -> Reservation | None:
+    if reservation_id is None:
+        return None
+    first = Reservation.objects.get(pk=reservation_id)
+    first.replayed = True
+    return first
 
 
 def _first_attempt(actor, idempotency_key: str) -> Reservation | None:
