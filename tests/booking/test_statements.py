@@ -7,7 +7,7 @@ compiles the statement to machine code at every execution: 300 ms of server CPU 
 booking that takes one (scripts/bench_booking.py measured 5 bookings/s instead of 330).
 """
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from django.db import connection
@@ -95,3 +95,25 @@ def test_prepared_statements_use_their_generic_plan_from_the_first_execution(in_
                        "WHERE statement LIKE %s", ['%"alpha"."booking_enrolment"%'])
         plans = cursor.fetchall()
     assert plans == [(1, 0)]
+
+
+def test_a_cancellation_of_six_days_sends_as_many_statements_as_one_of_two_days(in_alpha, clock):
+    family = make_family("claire@example.fr")
+    child = family.children.get()
+    accept_document(child)
+    enrolment = enrol(child, "cantine")
+    days = NEXT_WEEK + [day + timedelta(days=7) for day in NEXT_WEEK]
+    book(enrolment, days)
+    sent = []
+    for cancelled in (days[:2], days[2:]):
+        capture = CapturedStatements()
+        with connection.execute_wrapper(capture):
+            book(enrolment, cancelled, action="cancel")
+        sent.append(capture.seen)
+    assert len(sent[0]) == len(sent[1])
+    assert any("UPDATE" in sql and "booking_occupancy" in sql for sql, _ in sent[1])  # the places given back
+    assert Booking.objects.filter(action="book", state="cancelled").count() == len(days)
+    for sql, params in sent[0] + sent[1]:
+        cost, plan = estimated_cost(sql, params)
+        assert cost < COST_CEILING, f"estimated cost {cost} for {sql[:160]}…: {plan[:400]}"
+        assert "JIT" not in plan

@@ -520,7 +520,7 @@ def _write_lines(actor, enrolment: Enrolment, planned: list[PlannedLine], idempo
         live = {(b.unit_id, b.day): b for b in Booking.objects.select_for_update(no_key=True).filter(
             child_id=child.pk, action=Booking.Action.BOOK, day__in=[line.change.day for line in cancels],
             state__in=Booking.LIVE_STATES)}
-    problems, lines, seated, total, cancelled = [], [], [], 0, []
+    problems, lines, seated, total, cancelled, changed, freed = [], [], [], 0, [], [], []
     now = timezone.now()
     common = {"enrolment": enrolment, "child": child, "establishment_id": enrolment.establishment_id}
     for line in planned:
@@ -545,16 +545,13 @@ def _write_lines(actor, enrolment: Enrolment, planned: list[PlannedLine], idempo
             continue
         if current.state in (Booking.State.WAITING, Booking.State.REQUESTED) or decision.outcome == "accepted":
             # Leaving a waiting list or withdrawing a pending request needs nobody's approval.
-            seat = current.state != Booking.State.WAITING
+            if current.state != Booking.State.WAITING:
+                freed.append(current)
             current.state = Booking.State.CANCELLED
-            current.save(update_fields=["state", "updated_at"])
-            if seat:
-                _release_seat(current)
-            state = Booking.State.CANCELLED
         else:
             current.state = Booking.State.CANCEL_REQUESTED
-            current.save(update_fields=["state", "updated_at"])
-            state = Booking.State.CANCEL_REQUESTED
+        state = current.state
+        changed.append(current)
         lines.append(Booking(
             **common, unit=unit, day=change.day, action="cancel", state=_cancel_line_state(state),
             unit_price_cents=-current.unit_price_cents if state == Booking.State.CANCELLED else 0))
@@ -563,6 +560,10 @@ def _write_lines(actor, enrolment: Enrolment, planned: list[PlannedLine], idempo
             cancelled.append(current)
     if problems:
         raise ReservationRejected(problems)  # rolls the whole transaction back
+    if changed:
+        for unit_id, day in sorted(statements.apply_cancellations(enrolment.establishment_id, changed, freed=freed,
+                                                                   now=now), key=lambda key: (key[1], key[0])):
+            _promote_waiting(enrolment.establishment_id, unit_id, day)
     reservation = Reservation(child=child, enrolment=enrolment, state=_reservation_state(b.state for b in lines),
                               total_cents=total, created_by=actor, idempotency_key=idempotency_key)
     audit = AuditEvent(actor=actor if getattr(actor, "is_authenticated", False) else None,

@@ -15,6 +15,11 @@ scripts/measure_request_cost.py). What a submission of bookings sends, all prepa
    COMMIT, nothing to roll back when it fails;
 3. only when it failed, one read saying why (:func:`obstacles`).
 
+A réservation that cancels days runs in a transaction (the bookings it changes are read
+and locked first); whatever the number of days, one statement then writes their new
+states, gives their places back and says which of them someone waits for
+(:func:`apply_cancellations`).
+
 The rules themselves are not here (marelle.booking.rules, pure), nor which line gets which
 state (marelle.booking.services). Correctness rests on the database: a place exists only
 while ``taken <= capacity`` (a CHECK), a child has at most one live line per unit and day
@@ -208,6 +213,37 @@ def _obstacles_sql(schema: str, with_key: bool, anonymous: bool) -> str:
             f"JOIN {table(Booking, schema)} b ON b.child_id = %s AND b.unit_id = wanted.unit_id "
             f"  AND b.day = wanted.day "
             f"WHERE b.action = 'book' AND b.state = ANY(%s::text[]) {first}")
+
+
+def apply_cancellations(establishment_id: int, cancelled: list[Booking], *, freed: list[Booking],
+                        now) -> set[tuple[int, date]]:
+    """Write the new state of each booking of ``cancelled`` (set on the instances), give
+    back the place of each booking of ``freed``, and return the (unit id, day) of those
+    places that someone waits for: one statement, whatever the number of days.
+
+    Inside the submission's transaction, with the child and the places already locked in
+    order (services._write_lines): the places' UPDATE then waits for no one."""
+    for booking in cancelled:
+        booking.updated_at = now
+    with prepared_cursor() as cursor:
+        cursor.execute(_cancellations_sql(cursor.db.schema_name), [
+            now, [b.pk for b in cancelled], [b.state for b in cancelled],
+            [b.unit_id for b in freed], [b.day for b in freed], establishment_id, establishment_id,
+            Booking.State.WAITING])
+        return set(cursor.fetchall())
+
+
+@lru_cache(maxsize=4096)
+def _cancellations_sql(schema: str) -> str:
+    booking, occupancy = table(Booking, schema), table(Occupancy, schema)
+    return (f"WITH changed AS (UPDATE {booking} b SET state = k.state, updated_at = %s "
+            f"  FROM unnest(%s::bigint[], %s::text[]) AS k(id, state) WHERE b.id = k.id), "
+            f"freed AS (SELECT * FROM unnest(%s::bigint[], %s::date[]) AS f(unit_id, day)), "
+            f"given_back AS (UPDATE {occupancy} o SET taken = o.taken - 1 FROM freed "
+            f"  WHERE o.establishment_id = %s AND o.unit_id = freed.unit_id AND o.day = freed.day AND o.taken > 0) "
+            f"SELECT DISTINCT freed.unit_id, freed.day FROM freed WHERE EXISTS (SELECT 1 FROM {booking} w "
+            f"  WHERE w.unit_id = freed.unit_id AND w.day = freed.day AND w.establishment_id = %s "
+            f"  AND w.state = %s AND w.action = 'book')")
 
 
 def take_seats(establishment_id: int, seats: list[tuple[Unit, date]]) -> set[tuple[int, date]]:
