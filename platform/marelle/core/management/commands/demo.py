@@ -5,7 +5,7 @@ documents (uploaded then accepted by the demo agent) and enrolments in the servi
 children are old enough for.
 """
 
-from datetime import date
+from datetime import date, timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from marelle.core import clock
 from tenants.models import Commune
 
 DEMO_PASSWORD = "marelle-demo-2026"
@@ -67,7 +68,7 @@ class Command(BaseCommand):
         at the start of that month (the rules then allowed it), and last month's invoicing
         run issued in every régie: the demo families have invoices to pay online (or, in a
         Trésor public régie, for the régisseur to transmit). Once per month and commune."""
-        from datetime import datetime, time, timedelta
+        from datetime import datetime, time
 
         from marelle.billing.invoicing import MONTH_NAMES, invoicing_run_draft, invoicing_run_issue
         from marelle.billing.models import InvoicingRun
@@ -157,7 +158,9 @@ class Command(BaseCommand):
                                                uploaded_file=upload)
                     document_accept(staff=staff, document_id=document.pk)
             for service in Service.objects.active().prefetch_related("establishments", "periods"):
-                period = service.periods.filter(archived_at__isnull=True).first()
+                periods = list(service.periods.filter(archived_at__isnull=True))  # by start
+                # The period under way or the next one (this year's Toussaint is over by Christmas).
+                period = next((p for p in periods if p.end >= clock.today()), periods[-1] if periods else None)
                 establishment = service.establishments.filter(archived_at__isnull=True).first()
                 if period is None or establishment is None or enrolment_obstacles(child, service, period):
                     continue
@@ -170,3 +173,41 @@ class Command(BaseCommand):
                     enrolment_decide(staff=staff, enrolment_id=enrolment.pk, accept=True)
                 if enrolment.adhesion == "awaiting_payment" and name != children[0][0]:
                     enrolment_adhesion_paid(actor=staff, enrolment_id=enrolment.pk, source="démonstration")
+                if validated:
+                    self.seed_request(user, enrolment)
+
+    def seed_request(self, user, enrolment) -> None:
+        """Where the service's bookings are requests, two days (or the weekly minimum) of the
+        first week the rules still accept, asked for by the family: they wait in the staff's
+        queue."""
+        from marelle.booking.models import Enrolment
+        from marelle.booking.services import (
+            Change,
+            ReservationRejected,
+            plan_changes,
+            reservation_submit,
+            service_config,
+        )
+
+        enrolment = Enrolment.objects.select_related("child__family", "service", "period", "establishment").get(
+            pk=enrolment.pk)
+        rules = service_config(enrolment.service).booking
+        if rules.mode != "request" or not enrolment.booking_open:
+            return
+        unit = enrolment.service.units.filter(archived_at__isnull=True).exclude(kind="time_range").first()
+        if unit is None:
+            return
+        first = max(clock.today(), enrolment.period.start)
+        days = [first + timedelta(days=n) for n in range((enrolment.period.end - first).days + 1)]
+        planned, _ = plan_changes(enrolment=enrolment, changes=[Change(day, unit.code) for day in days])
+        weeks: dict = {}
+        for line in planned:
+            weeks.setdefault(line.change.day.isocalendar()[:2], []).append(line.change)
+        needed = rules.min_days_per_week or 1
+        week = next((changes for changes in weeks.values() if len(changes) >= needed), None)
+        if week is None:
+            return
+        try:
+            reservation_submit(actor=user, enrolment=enrolment, changes=week[:max(needed, 2)])
+        except ReservationRejected:
+            pass  # another limit (days per period…): no demo request there
