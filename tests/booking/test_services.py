@@ -93,7 +93,7 @@ def test_a_reservation_is_all_or_nothing_and_names_the_failed_lines(cantine):
     assert not Booking.objects.exists() and not Reservation.objects.exists()
 
 
-def test_a_refusal_by_the_rules_also_names_the_days_held_or_full_among_the_others(cantine, lea):
+def test_a_refusal_by_the_rules_also_names_the_other_lines_the_database_would_refuse(cantine, lea):
     Establishment.objects.filter(service__code="cantine").update(capacity=1)
     book(cantine, [NEXT_WEEK[1]])
     other = make_family("z@example.fr", children=("Zoé",)).children.get()
@@ -104,6 +104,14 @@ def test_a_refusal_by_the_rules_also_names_the_days_held_or_full_among_the_other
     assert [(p.change.day, p.rule) for p in rejected.value.problems] == [
         (NEXT_WEEK[0], "full"), (NEXT_WEEK[1], "other"), (date(2026, 9, 16), "closed")]
     assert rejected.value.problems[1].reason == "Repas le 15/09/2026 : déjà réservé ou demandé."
+    # Cancellations too: a day not booked is named, a day booked is not.
+    changes = [Change(NEXT_WEEK[1], "repas", "cancel"), Change(NEXT_WEEK[3], "repas", "cancel"),
+               Change(date(2026, 9, 16), "repas")]
+    with pytest.raises(ReservationRejected) as rejected:
+        reservation_submit(actor=None, enrolment=cantine, changes=changes)
+    assert [(p.change.day, p.reason) for p in rejected.value.problems][1:] == [
+        (NEXT_WEEK[3], "Repas le 18/09/2026 : aucune réservation à annuler.")]
+    assert rejected.value.problems[0].change.day == date(2026, 9, 16)
     assert Reservation.objects.count() == 2 and Booking.objects.count() == 2
 
 

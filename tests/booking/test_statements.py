@@ -14,7 +14,7 @@ from django.db import connection
 from marelle.api.authentication import FamilyTokenAuthentication
 from marelle.booking import statements
 from marelle.booking.models import Booking
-from marelle.booking.services import ReservationRejected
+from marelle.booking.services import Change, ReservationRejected, reservation_submit
 from marelle.catalog.models import Establishment
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -63,6 +63,9 @@ def test_every_statement_of_a_submission_is_estimated_as_small_as_it_is(in_alpha
         book(first, NEXT_WEEK, idempotency_key="semaine")          # the writing statement
         with pytest.raises(ReservationRejected):                   # full: the obstacles read
             book(second, NEXT_WEEK[:2], idempotency_key="pleine")
+        with pytest.raises(ReservationRejected):                   # a closed day: the read, with cancellations
+            reservation_submit(actor=None, enrolment=first, changes=[
+                Change(date(2026, 9, 16), "repas"), Change(NEXT_WEEK[0], "repas", "cancel")])
         statements.take_seats(first.establishment_id, [(first.service.units.get(code="repas"), date(2026, 9, 21))])
         # Through the API: the token and the enrolment in one statement.
         client = APIClient(HTTP_HOST="alpha.marelle.test", HTTP_AUTHORIZATION=f"Token {token.key}")
@@ -73,6 +76,7 @@ def test_every_statement_of_a_submission_is_estimated_as_small_as_it_is(in_alpha
     texts = [sql for sql, _ in capture.seen]
     assert any("booking_occupancy" in sql and "audit_auditevent" in sql for sql in texts)  # insert_reservation
     assert any("'full'" in sql for sql in texts)                                           # obstacles
+    assert any("'cancellable'" in sql for sql in texts)
     assert any("authtoken_token" in sql and "LATERAL" not in sql for sql in texts)
     assert any("authtoken_token" in sql and "LATERAL" in sql for sql in texts)     # token + enrolment
     assert Booking.objects.filter(child=lea).count() == len(NEXT_WEEK) + 1

@@ -382,14 +382,18 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
     waiting_list = service_config(enrolment.service).booking.when_full == "waiting_list"
     wanted = [(line.unit, line.change.day) for line in planned if line.change.action == "book"]
     if problems:
-        # Refused by the rules. The answer names every line that fails, so the days
-        # already held or full among the others too (one read), unless this is a retry
-        # of a réservation made before (after, say, the deadline passed).
-        if wanted:
-            full, held, first_id = statements.obstacles(
-                enrolment, wanted, actor_id=getattr(actor, "pk", None), idempotency_key=idempotency_key)
-            first = _replayed(first_id)
-            problems += _obstacle_problems(planned, full, held, waiting_list)
+        # Refused by the rules. The answer names every line that fails, so among the
+        # others too the days already held or full, and the cancellations of nothing (one
+        # read), unless this is a retry of a réservation made before (after, say, the
+        # deadline passed).
+        cancels = [(line.unit, line.change.day) for line in planned if line.change.action == "cancel"]
+        if planned:
+            found = statements.obstacles(enrolment, wanted, actor_id=getattr(actor, "pk", None),
+                                         idempotency_key=idempotency_key, cancels=cancels)
+            first = _replayed(found.first_id)
+            problems += _obstacle_problems(planned, found, waiting_list)
+            problems += [LineProblem(line.change, _NOTHING_TO_CANCEL.format(line=line)) for line in planned
+                         if line.change.action == "cancel" and (line.unit.pk, line.change.day) not in found.cancellable]
         else:
             first = _first_attempt(actor, idempotency_key)
         if first is not None:
@@ -415,12 +419,13 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
         else:
             reservation.replayed = False
             return reservation
-        full, held, first_id = statements.obstacles(
-            enrolment, wanted, actor_id=getattr(actor, "pk", None), idempotency_key=idempotency_key)
-        first = _replayed(first_id)
+        found = statements.obstacles(enrolment, wanted, actor_id=getattr(actor, "pk", None),
+                                     idempotency_key=idempotency_key)
+        first = _replayed(found.first_id)
         if first is not None:
             return first
-        problems += _obstacle_problems(planned, full, held, waiting_list)
+        full = found.full
+        problems += _obstacle_problems(planned, found, waiting_list)
         if problems:
             problems.sort(key=lambda p: (p.change.day, p.change.unit))
             _count_rejections(problems)
@@ -446,16 +451,20 @@ def _violated(error: IntegrityError) -> str:
     return getattr(diag, "constraint_name", None) or ""
 
 
-def _obstacle_problems(planned: list[PlannedLine], full: set, held: set, waiting_list: bool) -> list[LineProblem]:
+_NOTHING_TO_CANCEL = "{line.unit.label} le {line.change.day:%d/%m/%Y} : aucune réservation à annuler."
+
+
+def _obstacle_problems(planned: list[PlannedLine], found: statements.Obstacles,
+                       waiting_list: bool) -> list[LineProblem]:
     """The booked lines the database refuses (statements.obstacles): a day the child holds
     already, or a full day when the service keeps no waiting list."""
     by_key = {(line.unit.pk, line.change.day): line for line in planned if line.change.action == "book"}
     problems = [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : déjà réservé ou "
-                                         f"demandé.") for key, line in by_key.items() if key in held]
+                                         f"demandé.") for key, line in by_key.items() if key in found.held]
     if not waiting_list:
         problems += [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : complet, plus "
                                               f"de place.", "full") for key, line in by_key.items()
-                     if key in full and key not in held]
+                     if key in found.full and key not in found.held]
     return problems
 
 
@@ -541,7 +550,7 @@ def _write_lines(actor, enrolment: Enrolment, planned: list[PlannedLine], idempo
             continue
         current = live.get((unit.pk, change.day))
         if current is None or current.state == Booking.State.CANCEL_REQUESTED:
-            problems.append(LineProblem(change, f"{unit.label} le {change.day:%d/%m/%Y} : aucune réservation à annuler."))
+            problems.append(LineProblem(change, _NOTHING_TO_CANCEL.format(line=line)))
             continue
         if current.state in (Booking.State.WAITING, Booking.State.REQUESTED) or decision.outcome == "accepted":
             # Leaving a waiting list or withdrawing a pending request needs nobody's approval.

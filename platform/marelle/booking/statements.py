@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from datetime import date
 from functools import lru_cache
+from typing import NamedTuple
 
 from marelle.api.authentication import token_tables
 from marelle.audit.models import AuditEvent
@@ -178,27 +179,44 @@ def _insert_sql(schema: str) -> str:
 CAPACITY_CONSTRAINT = "never_over_capacity"
 
 
+class Obstacles(NamedTuple):
+    full: set           # (unit id, day) of the booked lines: no place left
+    held: set           # (unit id, day) of the booked lines: the child holds it already
+    first_id: int | None  # the réservation this account made with the Idempotency-Key
+    cancellable: set    # (unit id, day) of ``cancels``: a live booking that can be cancelled
+
+
 def obstacles(enrolment: Enrolment, wanted: list[tuple[Unit, date]], *, actor_id: int | None,
-              idempotency_key: str) -> tuple[set, set, int | None]:
+              idempotency_key: str, cancels: list[tuple[Unit, date]] = ()) -> Obstacles:
     """Why a submission could not be written, in one statement: the (unit id, day) of
-    ``wanted`` that are full, those the child already holds (a live booking), and the id
-    of the réservation this account made with ``idempotency_key`` (None if none)."""
+    ``wanted`` that are full, those the child already holds (a live booking), the id of the
+    réservation this account made with ``idempotency_key`` (None if none), and which
+    (unit, day) of ``cancels`` hold a booking that a cancellation can take back."""
     params = [[unit.pk for unit, _ in wanted], [unit.code for unit, _ in wanted], [day for _, day in wanted],
               enrolment.establishment_id, enrolment.child_id, list(Booking.LIVE_STATES)]
+    if cancels:
+        params += [[unit.pk for unit, _ in cancels], [day for _, day in cancels], enrolment.child_id,
+                   [state for state in Booking.LIVE_STATES if state != Booking.State.CANCEL_REQUESTED]]
     if idempotency_key:
         params += [idempotency_key] if actor_id is None else [idempotency_key, actor_id]
     with prepared_cursor() as cursor:
-        cursor.execute(_obstacles_sql(cursor.db.schema_name, bool(idempotency_key), actor_id is None), params)
+        cursor.execute(_obstacles_sql(cursor.db.schema_name, bool(idempotency_key), actor_id is None, bool(cancels)),
+                       params)
         rows = cursor.fetchall()
-    full = {(unit_id, day) for kind, unit_id, day in rows if kind == "full"}
-    held = {(unit_id, day) for kind, unit_id, day in rows if kind == "held"}
+    found = {kind: {(unit_id, day) for row_kind, unit_id, day in rows if row_kind == kind}
+             for kind in ("full", "held", "cancellable")}
     first_id = next((unit_id for kind, unit_id, _ in rows if kind == "first"), None)
-    return full, held, first_id
+    return Obstacles(found["full"], found["held"], first_id, found["cancellable"])
 
 
 @lru_cache(maxsize=4096)
-def _obstacles_sql(schema: str, with_key: bool, anonymous: bool) -> str:
-    first = ""
+def _obstacles_sql(schema: str, with_key: bool, anonymous: bool, with_cancels: bool) -> str:
+    cancellable = first = ""
+    if with_cancels:  # in the terms of the cancellation's own read (services._write_lines)
+        cancellable = (f"UNION ALL SELECT 'cancellable', b.unit_id, b.day "
+                       f"FROM unnest(%s::bigint[], %s::date[]) AS c(unit_id, day) "
+                       f"JOIN {table(Booking, schema)} b ON b.child_id = %s AND b.unit_id = c.unit_id "
+                       f"  AND b.day = c.day WHERE b.action = 'book' AND b.state = ANY(%s::text[]) ")
     if with_key:  # in the terms of the key's partial unique index, so that it is used
         who = "r.created_by_id IS NULL" if anonymous else "r.created_by_id = %s::bigint"
         first = (f"UNION ALL SELECT 'first', r.id, NULL FROM {table(Reservation, schema)} r "
@@ -212,7 +230,7 @@ def _obstacles_sql(schema: str, with_key: bool, anonymous: bool) -> str:
             f"UNION ALL SELECT 'held', b.unit_id, b.day FROM wanted "
             f"JOIN {table(Booking, schema)} b ON b.child_id = %s AND b.unit_id = wanted.unit_id "
             f"  AND b.day = wanted.day "
-            f"WHERE b.action = 'book' AND b.state = ANY(%s::text[]) {first}")
+            f"WHERE b.action = 'book' AND b.state = ANY(%s::text[]) {cancellable}{first}")
 
 
 def apply_cancellations(establishment_id: int, cancelled: list[Booking], *, freed: list[Booking],
