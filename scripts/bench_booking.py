@@ -26,7 +26,7 @@ What it does (everything bounded in time; it stops its server and threads by its
      same workers, settings and database: django-tenants' stock middleware (the domain
      looked up on every request) before Django's default middleware, and one child's 20
      bookings read as model instances with their unit joined, as JSON
-     (GET /__bench__/stock-floor/<child>/, see STOCK_MIDDLEWARE);
+     (GET /__bench__/stock-floor/<child>/, scripts/bench_stock_floor.py);
    - ``floor_bare``: GET /__bench__/floor/, a bench-only view (mounted in front of the
      real URLs by this script's WSGI entry point, never in the product) reading 20
      booking rows with .values() in one query without authentication, behind the
@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import http.client
 import json
 import os
@@ -109,7 +108,7 @@ def bench_environment(database_url: str) -> dict[str, str]:
 
 # --- Server side: gunicorn imports this module and calls server_app() ---------------------------
 
-urlpatterns: list = []  # filled by server_app() or stock_server_app()
+urlpatterns: list = []  # filled by server_app()
 
 
 def _floor_view(request):
@@ -133,70 +132,8 @@ def server_app():
     return application
 
 
-# The floor of the issue, as shared/reference/perf-floor.md measured it (§3): the stack's
-# stock parts only. django-tenants' own middleware (its Domain⋈Client lookup on every
-# request, no host cache) before Django's default middleware, and a view that reads one
-# child's 20 bookings as model instances with their foreign key joined, sent as JSON.
-# The same settings, database and connections (CONN_MAX_AGE) as the product otherwise.
-STOCK_MIDDLEWARE = [
-    "bench_booking.StockTenantMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
+# The issue's floor (phase floor_stock) is served by its own module, bench_stock_floor.py.
 STOCK_FLOOR_PATH = "/__bench__/stock-floor/{child_id}/"
-
-
-@functools.cache
-def _stock_tenant_middleware():
-    from django_tenants.middleware.main import TenantMainMiddleware
-
-    class StockTenantMiddleware(TenantMainMiddleware):
-        """django-tenants' middleware as it comes, except that its lookup leaves out our
-        communes' configuration (a JSON document of some 3 kB): perf-floor.md's tenants had
-        none, and the floor must not be slowed by a cost of ours."""
-
-        def get_tenant(self, domain_model, hostname):
-            return domain_model.objects.select_related("tenant").defer("tenant__config").get(domain=hostname).tenant
-
-    return StockTenantMiddleware
-
-
-def __getattr__(name):  # bench_booking.StockTenantMiddleware, imported only once Django is set up
-    if name == "StockTenantMiddleware":
-        return _stock_tenant_middleware()
-    raise AttributeError(name)
-
-
-def _stock_floor_view(request, child_id):
-    from django.http import JsonResponse
-    from marelle.booking.models import Booking
-
-    # Rows as narrow as perf-floor.md's (a booking: child, day, unit, state; its service): ours
-    # have some twenty columns, and building them would slow the floor down.
-    bookings = (Booking.objects.filter(child_id=child_id).select_related("unit")
-                .only("child_id", "day", "state", "unit__code", "unit__label").order_by("-day", "unit")[:FLOOR_ROWS])
-    return JsonResponse({"rows": [{"id": b.pk, "child": b.child_id, "day": b.day, "unit": b.unit.code,
-                                   "label": b.unit.label, "state": b.state} for b in bookings]})
-
-
-def stock_server_app():
-    """WSGI entry point of the second gunicorn, for the ``floor_stock`` phase (see STOCK_MIDDLEWARE)."""
-    import django
-    from django.conf import settings
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.urls import path
-
-    django.setup(set_prefix=False)
-    global urlpatterns
-    urlpatterns = [path(STOCK_FLOOR_PATH.format(child_id="<int:child_id>").lstrip("/"), _stock_floor_view)]
-    settings.ROOT_URLCONF = __name__
-    settings.MIDDLEWARE = STOCK_MIDDLEWARE
-    return WSGIHandler()
 
 
 # --- Orchestrator ---------------------------------------------------------------------------------
@@ -958,7 +895,7 @@ def main(argv=None) -> int:
             stock_port = free_port()
             say(f"gunicorn de la pile d'origine (floor_stock) sur 127.0.0.1:{stock_port}")
             stock_server = start_server(env, stock_port, args.workers, log_path.with_suffix(".stock.log"),
-                                        threads=args.threads, cpus=app_cpus, app="bench_booking:stock_server_app()",
+                                        threads=args.threads, cpus=app_cpus, app="bench_stock_floor:server_app()",
                                         ready_statuses=(404,))
 
         reader_list = list(readers.values())
