@@ -533,6 +533,19 @@ def classify_refusal(body: bytes) -> str:
     return motif[:80]
 
 
+def one_by_one(requests: list):
+    """A ``request_for`` of run_phase that hands out ``requests`` once each, then None."""
+    queue = collections.deque(requests)
+
+    def next_request():
+        try:
+            return queue.popleft()
+        except IndexError:
+            return None
+
+    return next_request
+
+
 def run_phase(kind: str, concurrency: int, seconds: float, *, port: int, stop: threading.Event,
               request_for) -> Sample:
     """``concurrency`` threads, closed loop, for ``seconds``; returns what was measured."""
@@ -901,18 +914,24 @@ def main(argv=None) -> int:
         reader_list = list(readers.values())
         bare_hosts = [t.host for t in reader_list]
 
+        def stock_read(reader, label):
+            return "GET", STOCK_FLOOR_PATH.format(child_id=reader.child_id), {"Host": reader.host}, None, label
+
+        def bare_read(host, label):
+            return "GET", "/__bench__/floor/", {"Host": host}, None, label
+
+        def api_read(reader, label):
+            return ("GET", f"/api/v1/enfants/{reader.child_id}/reservations/",
+                    {"Host": reader.host, "Authorization": f"Token {reader.token}"}, None, label)
+
         def floor_stock():
-            reader = rng.choice(reader_list)
-            return "GET", STOCK_FLOOR_PATH.format(child_id=reader.child_id), {"Host": reader.host}, None, "floor"
+            return stock_read(rng.choice(reader_list), "floor")
 
         def floor_bare():
-            host = rng.choice(bare_hosts)
-            return "GET", "/__bench__/floor/", {"Host": host}, None, "floor"
+            return bare_read(rng.choice(bare_hosts), "floor")
 
         def floor_api():
-            reader = rng.choice(reader_list)
-            return ("GET", f"/api/v1/enfants/{reader.child_id}/reservations/",
-                    {"Host": reader.host, "Authorization": f"Token {reader.token}"}, None, "floor")
+            return api_read(rng.choice(reader_list), "floor")
 
         def booking():
             job = jobs.next()
@@ -931,30 +950,11 @@ def main(argv=None) -> int:
         # Every worker process meets every commune before anything is measured (config parse,
         # host cache, PostgreSQL catalog caches of each schema).
         say("Chauffe : chaque commune, plusieurs fois…")
-        warm = collections.deque([(t, kind) for t in reader_list for kind in ("floor_api", "floor_bare")] * 4)
-
-        def warm_request():
-            try:
-                target, kind = warm.popleft()
-            except IndexError:
-                return None
-            if kind == "floor_bare":
-                return "GET", "/__bench__/floor/", {"Host": target.host}, None, "warm"
-            return ("GET", f"/api/v1/enfants/{target.child_id}/reservations/",
-                    {"Host": target.host, "Authorization": f"Token {target.token}"}, None, "warm")
-
-        run_phase("warm", 4, 60, port=port, stop=stop, request_for=warm_request)
+        run_phase("warm", 4, 60, port=port, stop=stop, request_for=one_by_one(
+            [request for t in reader_list for request in (api_read(t, "warm"), bare_read(t.host, "warm"))] * 4))
         if stock_server is not None:
-            warm_stock = collections.deque(reader_list * 8)
-
-            def warm_stock_request():
-                try:
-                    target = warm_stock.popleft()
-                except IndexError:
-                    return None
-                return "GET", STOCK_FLOOR_PATH.format(child_id=target.child_id), {"Host": target.host}, None, "warm"
-
-            run_phase("warm", 4, 60, port=stock_port, stop=stop, request_for=warm_stock_request)
+            run_phase("warm", 4, 60, port=stock_port, stop=stop,
+                      request_for=one_by_one([stock_read(t, "warm") for t in reader_list] * 8))
         meters = {phase: CpuMeter((stock_server if phase == "floor_stock" else server).pid, args.database_url)
                   for phase in phases}
         warmup_created = 0

@@ -12,7 +12,6 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from marelle.audit.models import AuditEvent
@@ -307,10 +306,13 @@ def _lock_places(establishment_id: int, keys) -> None:
          .order_by("day", "unit_id").values_list("pk", flat=True))
 
 
-def _release_seat(booking: Booking) -> None:
-    Occupancy.objects.filter(establishment_id=booking.establishment_id, unit_id=booking.unit_id, day=booking.day,
-                             taken__gt=0).update(taken=F("taken") - 1)
-    _promote_waiting(booking.establishment_id, booking.unit_id, booking.day)
+def _release_seats(establishment_id: int, freed: list[Booking], *, changed: list[Booking] = ()) -> None:
+    """Give back the places of ``freed`` (and write the new state of ``changed``: one
+    statement), then offer each place someone waits for to the first family in line, in
+    the lock order (day, unit)."""
+    waited_for = statements.give_back_places(establishment_id, freed, changed=changed, now=timezone.now())
+    for unit_id, day in sorted(waited_for, key=lambda key: (key[1], key[0])):
+        _promote_waiting(establishment_id, unit_id, day)
 
 
 def _promote_waiting(establishment_id: int, unit_id: int, day: date) -> None:
@@ -392,8 +394,6 @@ def reservation_submit(*, actor, enrolment: Enrolment, changes: list[Change], id
                                          idempotency_key=idempotency_key, cancels=cancels)
             first = _replayed(found.first_id)
             problems += _obstacle_problems(planned, found, waiting_list)
-            problems += [LineProblem(line.change, _NOTHING_TO_CANCEL.format(line=line)) for line in planned
-                         if line.change.action == "cancel" and (line.unit.pk, line.change.day) not in found.cancellable]
         else:
             first = _first_attempt(actor, idempotency_key)
         if first is not None:
@@ -456,8 +456,9 @@ _NOTHING_TO_CANCEL = "{line.unit.label} le {line.change.day:%d/%m/%Y} : aucune r
 
 def _obstacle_problems(planned: list[PlannedLine], found: statements.Obstacles,
                        waiting_list: bool) -> list[LineProblem]:
-    """The booked lines the database refuses (statements.obstacles): a day the child holds
-    already, or a full day when the service keeps no waiting list."""
+    """The lines the database refuses (statements.obstacles): a day the child holds already,
+    a full day when the service keeps no waiting list, and, when the read was asked about
+    them, cancellations of a day with nothing to cancel."""
     by_key = {(line.unit.pk, line.change.day): line for line in planned if line.change.action == "book"}
     problems = [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : déjà réservé ou "
                                          f"demandé.") for key, line in by_key.items() if key in found.held]
@@ -465,6 +466,9 @@ def _obstacle_problems(planned: list[PlannedLine], found: statements.Obstacles,
         problems += [LineProblem(line.change, f"{line.unit.label} le {line.change.day:%d/%m/%Y} : complet, plus "
                                               f"de place.", "full") for key, line in by_key.items()
                      if key in found.full and key not in found.held]
+    if found.cancellable is not None:
+        problems += [LineProblem(line.change, _NOTHING_TO_CANCEL.format(line=line)) for line in planned
+                     if line.change.action == "cancel" and (line.unit.pk, line.change.day) not in found.cancellable]
     return problems
 
 
@@ -570,9 +574,7 @@ def _write_lines(actor, enrolment: Enrolment, planned: list[PlannedLine], idempo
     if problems:
         raise ReservationRejected(problems)  # rolls the whole transaction back
     if changed:
-        for unit_id, day in sorted(statements.apply_cancellations(enrolment.establishment_id, changed, freed=freed,
-                                                                   now=now), key=lambda key: (key[1], key[0])):
-            _promote_waiting(enrolment.establishment_id, unit_id, day)
+        _release_seats(enrolment.establishment_id, freed, changed=changed)
     reservation = Reservation(child=child, enrolment=enrolment, state=_reservation_state(b.state for b in lines),
                               total_cents=total, created_by=actor, idempotency_key=idempotency_key)
     audit = AuditEvent(actor=actor if getattr(actor, "is_authenticated", False) else None,
@@ -608,7 +610,7 @@ def release_unpaid_bookings(*, booking_ids: list[int]) -> int:
     for booking in bookings:
         booking.state, booking.reason = Booking.State.CANCELLED, "Non payée dans le délai : place libérée."
         booking.save(update_fields=["state", "reason", "updated_at"])
-        _release_seat(booking)
+        _release_seats(booking.establishment_id, [booking])
     for reservation in {b.reservation_id: b.reservation for b in bookings}.values():
         _refresh_reservation_state(reservation)
     if bookings:
@@ -645,11 +647,11 @@ def booking_decide(*, staff, booking_ids: list[int], accept: bool, reason: str =
         if booking.state == Booking.State.REQUESTED:
             booking.state = Booking.State.ACCEPTED if accept else Booking.State.REFUSED
             if not accept:
-                _release_seat(booking)
+                _release_seats(booking.establishment_id, [booking])
         elif booking.state == Booking.State.CANCEL_REQUESTED:
             booking.state = Booking.State.CANCELLED if accept else Booking.State.ACCEPTED
             if accept:
-                _release_seat(booking)
+                _release_seats(booking.establishment_id, [booking])
             Booking.objects.filter(reservation__child=booking.child, unit=booking.unit, day=booking.day,
                                    action="cancel", state=Booking.State.CANCEL_REQUESTED).update(
                 state=Booking.State.CANCELLED if accept else Booking.State.REFUSED, decided_by=staff, decided_at=now)

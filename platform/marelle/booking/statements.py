@@ -18,7 +18,7 @@ scripts/measure_request_cost.py). What a submission of bookings sends, all prepa
 A réservation that cancels days runs in a transaction (the bookings it changes are read
 and locked first); whatever the number of days, one statement then writes their new
 states, gives their places back and says which of them someone waits for
-(:func:`apply_cancellations`).
+(:func:`give_back_places`, which staff decisions and expired baskets use too).
 
 The rules themselves are not here (marelle.booking.rules, pure), nor which line gets which
 state (marelle.booking.services). Correctness rests on the database: a place exists only
@@ -183,7 +183,7 @@ class Obstacles(NamedTuple):
     full: set           # (unit id, day) of the booked lines: no place left
     held: set           # (unit id, day) of the booked lines: the child holds it already
     first_id: int | None  # the réservation this account made with the Idempotency-Key
-    cancellable: set    # (unit id, day) of ``cancels``: a live booking that can be cancelled
+    cancellable: set | None  # (unit id, day) of ``cancels`` holding a booking to cancel (None: not asked)
 
 
 def obstacles(enrolment: Enrolment, wanted: list[tuple[Unit, date]], *, actor_id: int | None,
@@ -206,7 +206,7 @@ def obstacles(enrolment: Enrolment, wanted: list[tuple[Unit, date]], *, actor_id
     found = {kind: {(unit_id, day) for row_kind, unit_id, day in rows if row_kind == kind}
              for kind in ("full", "held", "cancellable")}
     first_id = next((unit_id for kind, unit_id, _ in rows if kind == "first"), None)
-    return Obstacles(found["full"], found["held"], first_id, found["cancellable"])
+    return Obstacles(found["full"], found["held"], first_id, found["cancellable"] if cancels else None)
 
 
 @lru_cache(maxsize=4096)
@@ -233,26 +233,26 @@ def _obstacles_sql(schema: str, with_key: bool, anonymous: bool, with_cancels: b
             f"WHERE b.action = 'book' AND b.state = ANY(%s::text[]) {cancellable}{first}")
 
 
-def apply_cancellations(establishment_id: int, cancelled: list[Booking], *, freed: list[Booking],
-                        now) -> set[tuple[int, date]]:
-    """Write the new state of each booking of ``cancelled`` (set on the instances), give
-    back the place of each booking of ``freed``, and return the (unit id, day) of those
-    places that someone waits for: one statement, whatever the number of days.
+def give_back_places(establishment_id: int, freed: list[Booking], *, changed: list[Booking] = (),
+                     now) -> set[tuple[int, date]]:
+    """Give back the place of each booking of ``freed`` and return the (unit id, day) of
+    those places that someone waits for; in the same statement, write the new state (set on
+    the instances) of each booking of ``changed``. One statement, whatever the number of days.
 
-    Inside the submission's transaction, with the child and the places already locked in
-    order (services._write_lines): the places' UPDATE then waits for no one."""
-    for booking in cancelled:
+    Inside the caller's transaction, the bookings locked, and the places too when there are
+    several (services._lock_places): the places' UPDATE then waits for no one."""
+    for booking in changed:
         booking.updated_at = now
     with prepared_cursor() as cursor:
-        cursor.execute(_cancellations_sql(cursor.db.schema_name), [
-            now, [b.pk for b in cancelled], [b.state for b in cancelled],
+        cursor.execute(_give_back_sql(cursor.db.schema_name), [
+            now, [b.pk for b in changed], [b.state for b in changed],
             [b.unit_id for b in freed], [b.day for b in freed], establishment_id, establishment_id,
             Booking.State.WAITING])
         return set(cursor.fetchall())
 
 
 @lru_cache(maxsize=4096)
-def _cancellations_sql(schema: str) -> str:
+def _give_back_sql(schema: str) -> str:
     booking, occupancy = table(Booking, schema), table(Occupancy, schema)
     return (f"WITH changed AS (UPDATE {booking} b SET state = k.state, updated_at = %s "
             f"  FROM unnest(%s::bigint[], %s::text[]) AS k(id, state) WHERE b.id = k.id), "

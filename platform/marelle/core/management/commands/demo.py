@@ -189,11 +189,12 @@ class Command(BaseCommand):
             service_config,
         )
 
-        enrolment = Enrolment.objects.select_related("child__family", "service", "period", "establishment").get(
-            pk=enrolment.pk)
         rules = service_config(enrolment.service).booking
         if rules.mode != "request" or not enrolment.booking_open:
             return
+        # As a submission expects it: with its child's family, service, period and establishment.
+        enrolment = Enrolment.objects.select_related("child__family", "service", "period", "establishment").get(
+            pk=enrolment.pk)
         unit = enrolment.service.units.filter(archived_at__isnull=True).exclude(kind="time_range").first()
         if unit is None:
             return
